@@ -1,0 +1,157 @@
+//! CPU code: lower the tensor-level module to LLVM and JIT it with MLIR's ExecutionEngine.
+//!
+//! The entry keeps the C interface (`_mlir_ciface_main`), with results turned into out
+//! parameters, so the JIT and the AOT library share one calling convention:
+//! `void _mlir_ciface_main(Memref *in0, ..., Memref *out0, ...)`.
+
+use melior::ir::Module;
+use melior::ExecutionEngine;
+
+use crate::error::{Error, Result};
+use crate::graph::{tensor::Tensor, TensorType};
+use crate::ir::Mlir;
+use crate::pass::run_upstream;
+
+/// Tensor-level module -> LLVM dialect. Results become caller-provided out parameters.
+pub const LOWER_TO_LLVM: &str = "builtin.module(\
+func.func(linalg-fuse-elementwise-ops),\
+one-shot-bufferize{bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map},\
+buffer-results-to-out-params{modify-public-functions hoist-static-allocs},\
+buffer-deallocation-pipeline,\
+func.func(convert-linalg-to-loops),\
+expand-strided-metadata,\
+lower-affine,\
+convert-scf-to-cf,\
+convert-math-to-llvm,\
+convert-math-to-libm,\
+finalize-memref-to-llvm,\
+convert-to-llvm,\
+reconcile-unrealized-casts)";
+
+pub struct Jit {
+    engine: ExecutionEngine,
+    pub inputs: Vec<TensorType>,
+    pub outputs: Vec<TensorType>,
+}
+
+/// Lower `module` (in place) to LLVM and create the engine.
+pub fn compile(
+    mlir: &Mlir,
+    module: &mut Module,
+    inputs: Vec<TensorType>,
+    outputs: Vec<TensorType>,
+) -> Result<Jit> {
+    run_upstream(mlir, module, LOWER_TO_LLVM)?;
+    let engine = ExecutionEngine::new(module, 3, &[], false, false);
+    // SAFETY: the symbol has the C signature the generated code expects.
+    unsafe { engine.register_symbol("memrefCopy", super::runtime::memref_copy as *mut ()) };
+    if engine.lookup("_mlir__mlir_ciface_main").is_null() {
+        return Err(mlir.error("JIT compilation failed (entry _mlir_ciface_main not found)"));
+    }
+    Ok(Jit {
+        engine,
+        inputs,
+        outputs,
+    })
+}
+
+/// A strided memref descriptor over a host buffer, laid out as MLIR's C interface expects:
+/// { allocated, aligned, offset, sizes[rank], strides[rank] }.
+struct Memref {
+    words: Vec<i64>,
+}
+
+impl Memref {
+    fn new(ptr: *mut u8, shape: &[usize]) -> Memref {
+        let mut words = vec![ptr as i64, ptr as i64, 0];
+        words.extend(shape.iter().map(|&d| d as i64));
+        words.extend(
+            crate::graph::tensor::strides(shape)
+                .iter()
+                .map(|&s| s as i64),
+        );
+        Memref { words }
+    }
+}
+
+/// 64-byte aligned host buffer (u64 words keep at least 8-byte alignment).
+struct Buffer(Vec<u64>);
+
+impl Buffer {
+    fn zeroed(bytes: usize) -> Buffer {
+        Buffer(vec![0u64; bytes.div_ceil(8).max(1)])
+    }
+    fn ptr(&mut self) -> *mut u8 {
+        self.0.as_mut_ptr() as *mut u8
+    }
+    fn bytes(&self, n: usize) -> &[u8] {
+        // SAFETY: the Vec<u64> holds at least n bytes (see zeroed).
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr() as *const u8, n) }
+    }
+}
+
+impl Jit {
+    /// Run on `inputs` (in graph input order); shapes and dtypes must match exactly.
+    pub fn run(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+        if inputs.len() != self.inputs.len() {
+            return Err(Error::input(
+                "<inputs>",
+                format!(
+                    "{} given, the model takes {}",
+                    inputs.len(),
+                    self.inputs.len()
+                ),
+            ));
+        }
+        let mut bufs = Vec::new();
+        let mut descs = Vec::new();
+        for (i, (t, ty)) in inputs.iter().zip(&self.inputs).enumerate() {
+            if t.dtype() != ty.dtype || t.shape != ty.shape {
+                return Err(Error::input(
+                    format!("#{i}"),
+                    format!("got {}[{:?}], compiled for {ty}", t.dtype(), t.shape),
+                ));
+            }
+            let b = t.to_le_bytes();
+            let mut buf = Buffer::zeroed(b.len());
+            // SAFETY: buffer holds at least b.len() bytes.
+            unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), buf.ptr(), b.len()) };
+            descs.push(Memref::new(buf.ptr(), &t.shape));
+            bufs.push(buf);
+        }
+        let mut outs = Vec::new();
+        for ty in &self.outputs {
+            let mut buf = Buffer::zeroed(ty.numel() * ty.dtype.size());
+            descs.push(Memref::new(buf.ptr(), &ty.shape));
+            outs.push(buf);
+        }
+        let mut ptrs: Vec<*mut i64> = descs.iter_mut().map(|d| d.words.as_mut_ptr()).collect();
+        let mut args: Vec<*mut ()> = ptrs
+            .iter_mut()
+            .map(|p| p as *mut *mut i64 as *mut ())
+            .collect();
+        // SAFETY: each argument points to a descriptor pointer whose buffers outlive the call and
+        // match the compiled signature (checked above).
+        // (the C API prefixes `_mlir_ciface_` to the plain name)
+        unsafe { self.engine.invoke_packed("main", &mut args) }
+            .map_err(|e| Error::Mlir(format!("invocation failed: {e}")))?;
+        drop(bufs);
+        Ok(outs
+            .iter()
+            .zip(&self.outputs)
+            .map(|(b, ty)| {
+                Tensor::from_le_bytes(
+                    ty.dtype,
+                    ty.shape.clone(),
+                    b.bytes(ty.numel() * ty.dtype.size()),
+                )
+                .expect("sized buffer")
+            })
+            .collect())
+    }
+
+    /// Write the JIT's object code (for AOT linking).
+    pub fn dump_object(&self, path: &str) {
+        self.engine.dump_to_object_file(path);
+    }
+}

@@ -1,0 +1,108 @@
+//! Graph -> MLIR text: one `func.func @main` on tensors (linalg, tensor, arith, math).
+//!
+//! Each op family lowers in its own file; the table in [`lower_node`] dispatches by the
+//! canonical op name that graph inference left on the node.
+
+mod elementwise;
+mod nn;
+mod scalar;
+mod shape;
+
+use super::emit::{tty, Emitter};
+use crate::error::{Error, Result};
+use crate::graph::{Graph, Node, TensorType};
+
+/// Name of the entry function in every module bonsai emits.
+pub const ENTRY: &str = "main";
+
+/// Lower a bound, inferred graph to MLIR text.
+pub fn lower(g: &Graph) -> Result<String> {
+    let mut e = Emitter::new(g);
+    let mut args = Vec::new();
+    for (i, inp) in g.inputs.iter().enumerate() {
+        let ty = g
+            .ty(inp.value)
+            .ok_or_else(|| Error::input(&g.values[inp.value].name, "unbound input"))?;
+        let name = format!("%arg{i}");
+        args.push((name.clone(), tty(ty)));
+        e.bind(inp.value, name);
+    }
+    for ix in g.topo_order()? {
+        let node = &g.nodes[ix];
+        lower_node(&mut e, node)?;
+    }
+    let mut rets = Vec::new();
+    for &o in &g.outputs {
+        let ty = g
+            .ty(o)
+            .ok_or_else(|| Error::Model {
+                file: g.source.clone(),
+                msg: format!("output '{}' has no type", g.values[o].name),
+            })?
+            .clone();
+        let s = e.value(o);
+        rets.push((s, tty(&ty)));
+    }
+    Ok(e.finish(ENTRY, &args, &rets))
+}
+
+/// Shared view of one node during lowering.
+pub(crate) struct N<'a> {
+    pub node: &'a Node,
+    pub g: &'a Graph,
+}
+
+impl N<'_> {
+    pub fn in_ty(&self, i: usize) -> &TensorType {
+        self.g
+            .ty(self.node.inputs[i].expect("present"))
+            .expect("inferred")
+    }
+    pub fn out_ty(&self, i: usize) -> &TensorType {
+        self.g.ty(self.node.outputs[i]).expect("inferred")
+    }
+    pub fn has(&self, i: usize) -> bool {
+        matches!(self.node.inputs.get(i), Some(Some(_)))
+    }
+    pub fn input(&self, e: &mut Emitter, i: usize) -> String {
+        e.value(self.node.inputs[i].expect("present"))
+    }
+    pub fn err(&self, msg: impl Into<String>) -> Error {
+        self.g.node_err(self.node, msg)
+    }
+    pub fn ints(&self, k: &str) -> Vec<i64> {
+        self.node
+            .attrs
+            .ints(k)
+            .map(|v| v.to_vec())
+            .unwrap_or_default()
+    }
+}
+
+fn lower_node(e: &mut Emitter, node: &Node) -> Result<()> {
+    let g = e.g;
+    let n = N { node, g };
+    let out = match node.op.as_str() {
+        "Identity" => n.input(e, 0),
+        "Conv" => nn::conv(e, &n)?,
+        "MatMul" => nn::matmul(e, &n)?,
+        "Gemm" => nn::gemm(e, &n)?,
+        "MaxPool" | "AveragePool" => nn::pool(e, &n)?,
+        "GlobalAveragePool" | "GlobalMaxPool" => nn::global_pool(e, &n)?,
+        "BatchNormalization" => elementwise::batchnorm(e, &n)?,
+        "Softmax" | "LogSoftmax" => nn::softmax(e, &n)?,
+        op if op.starts_with("Reduce") => nn::reduce(e, &n)?,
+        "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => shape::reshape(e, &n),
+        "Expand" => shape::expand(e, &n),
+        "Transpose" => shape::transpose(e, &n),
+        "Concat" => shape::concat(e, &n),
+        "Slice" => shape::slice(e, &n),
+        "Gather" => shape::gather(e, &n),
+        "Pad" => shape::pad(e, &n),
+        "Cast" => elementwise::cast(e, &n),
+        "Where" => elementwise::select(e, &n),
+        _ => elementwise::lower(e, &n)?,
+    };
+    e.bind(node.outputs[0], out);
+    Ok(())
+}

@@ -1,0 +1,533 @@
+//! Contractions and windows: Conv, MatMul, Gemm, pooling, reductions, softmax.
+
+use super::elementwise::{map, operands};
+use super::shape::pad_with;
+use super::{scalar, N};
+use crate::error::Result;
+use crate::graph::{DType, Tensor};
+use crate::ir::emit::{amap, bcast_map, d, flit, tty_of, Emitter, Operand};
+
+fn op(ssa: String, dt: DType, shape: &[usize], map: String) -> Operand {
+    Operand {
+        ssa,
+        ty: tty_of(dt, shape),
+        map,
+        elem: dt.mlir(),
+    }
+}
+
+fn fill_scalar(e: &mut Emitter, dt: DType, shape: &[usize], v: f64) -> String {
+    let c = e.scalar(dt, v);
+    e.filled(dt, shape, &c)
+}
+
+/// Grouped N-d convolution as one generic over (n, g, o, out..., c, k...).
+pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
+    let x = n.in_ty(0).clone();
+    let w = n.in_ty(1).clone();
+    let out = n.out_ty(0).clone();
+    let dt = x.dtype;
+    let r = x.rank() - 2;
+    let group = n.node.attrs.int_or("group", 1) as usize;
+    let strides = n.ints("strides");
+    let dil = n.ints("dilations");
+    let pads = n.ints("pads");
+    let (nb, c, m) = (x.shape[0], x.shape[1], w.shape[0]);
+    let (cg, og) = (c / group, m / group);
+
+    // Pad the input with zeros.
+    let mut pshape = x.shape.clone();
+    for i in 0..r {
+        pshape[2 + i] += (pads[i] + pads[i + r]) as usize;
+    }
+    let mut full = vec![0i64; 2 * (r + 2)];
+    for i in 0..r {
+        full[2 + i] = pads[i];
+        full[r + 2 + 2 + i] = pads[i + r];
+    }
+    let xs = n.input(e, 0);
+    let xp = pad_with(e, &xs, dt, &x.shape, &full, &flit(dt, 0.0), &pshape);
+
+    // Split channels into groups: x [N, G, Cg, S...], w [G, Og, Cg, K...], y [N, G, Og, O...].
+    let mut xg = vec![nb, group, cg];
+    xg.extend(&pshape[2..]);
+    let xg_s = e.reshape(&xp, dt, &pshape, &xg);
+    let mut wg = vec![group, og, cg];
+    wg.extend(&w.shape[2..]);
+    let ws = n.input(e, 1);
+    let wg_s = e.reshape(&ws, dt, &w.shape, &wg);
+    let mut yg = vec![nb, group, og];
+    yg.extend(&out.shape[2..]);
+
+    // Accumulator: bias broadcast, or zeros.
+    let init = if n.has(2) {
+        let bs = n.input(e, 2);
+        let b3 = e.reshape(&bs, dt, &[m], &[group, og]);
+        let ins = vec![op(b3, dt, &[group, og], amap(yg.len(), &[d(1), d(2)]))];
+        map(e, ins, dt, &yg, |_, a| a[0].clone())
+    } else {
+        fill_scalar(e, dt, &yg, 0.0)
+    };
+    // Loops: 0 n, 1 g, 2 o, 3..3+r out spatial, 3+r c, 4+r.. kernel.
+    let nl = 4 + 2 * r;
+    let (cl, kl) = (3 + r, 4 + r);
+    let mut xe = vec![d(0), d(1), d(cl)];
+    for i in 0..r {
+        let (s, dl) = (strides[i], dil[i]);
+        let a = if s == 1 {
+            d(3 + i)
+        } else {
+            format!("d{} * {s}", 3 + i)
+        };
+        let b = if dl == 1 {
+            d(kl + i)
+        } else {
+            format!("d{} * {dl}", kl + i)
+        };
+        xe.push(format!("{a} + {b}"));
+    }
+    let mut we = vec![d(1), d(2), d(cl)];
+    we.extend((0..r).map(|i| d(kl + i)));
+    let ye: Vec<String> = (0..3 + r).map(d).collect();
+    let ins = vec![
+        op(xg_s, dt, &xg, amap(nl, &xe)),
+        op(wg_s, dt, &wg, amap(nl, &we)),
+    ];
+    let outop = op(init, dt, &yg, amap(nl, &ye));
+    let mut its = vec!["parallel"; 3 + r];
+    its.extend(vec!["reduction"; 1 + r]);
+    let t = dt.mlir();
+    let y = e.generic(&ins, &outop, &its, |b, a| {
+        let p = b.op(&format!("arith.mulf {}, {} : {t}", a[0], a[1]));
+        b.op(&format!("arith.addf {}, {p} : {t}", a[2]))
+    });
+    Ok(e.reshape(&y, dt, &yg, &out.shape))
+}
+
+/// numpy matmul with broadcasting batch dims: loops (out dims..., k).
+pub(super) fn matmul(e: &mut Emitter, n: &N) -> Result<String> {
+    let a = n.in_ty(0).clone();
+    let b = n.in_ty(1).clone();
+    let out = n.out_ty(0).clone();
+    let dt = out.dtype;
+    let ro = out.rank();
+    let nl = ro + 1;
+    let k = ro;
+    // Positions of m and n among the output dims.
+    let (mpos, npos) = match (a.rank() > 1, b.rank() > 1) {
+        (true, true) => (Some(ro - 2), Some(ro - 1)),
+        (true, false) => (Some(ro - 1), None),
+        (false, true) => (None, Some(ro - 1)),
+        (false, false) => (None, None),
+    };
+    let nbatch = ro - mpos.is_some() as usize - npos.is_some() as usize;
+    let batch_map = |s: &[usize]| -> Vec<String> {
+        let off = nbatch - s.len();
+        s.iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                if v == 1 && out.shape[off + i] != 1 {
+                    "0".into()
+                } else {
+                    d(off + i)
+                }
+            })
+            .collect()
+    };
+    let mut ae = if a.rank() > 2 {
+        batch_map(&a.shape[..a.rank() - 2])
+    } else {
+        vec![]
+    };
+    if let Some(m) = mpos {
+        ae.push(d(m));
+    }
+    ae.push(d(k));
+    let mut be = if b.rank() > 2 {
+        batch_map(&b.shape[..b.rank() - 2])
+    } else {
+        vec![]
+    };
+    be.push(d(k));
+    if let Some(p) = npos {
+        be.push(d(p));
+    }
+    let ye: Vec<String> = (0..ro).map(d).collect();
+    let as_ = n.input(e, 0);
+    let bs = n.input(e, 1);
+    let ins = vec![
+        op(as_, dt, &a.shape, amap(nl, &ae)),
+        op(bs, dt, &b.shape, amap(nl, &be)),
+    ];
+    let init = fill_scalar(e, dt, &out.shape, 0.0);
+    let outop = op(init, dt, &out.shape, amap(nl, &ye));
+    let mut its = vec!["parallel"; ro];
+    its.push("reduction");
+    let t = dt.mlir();
+    Ok(e.generic(&ins, &outop, &its, |bb, x| {
+        let p = bb.op(&format!("arith.mulf {}, {} : {t}", x[0], x[1]));
+        bb.op(&format!("arith.addf {}, {p} : {t}", x[2]))
+    }))
+}
+
+pub(super) fn gemm(e: &mut Emitter, n: &N) -> Result<String> {
+    let a = n.in_ty(0).clone();
+    let b = n.in_ty(1).clone();
+    let out = n.out_ty(0).clone();
+    let dt = out.dtype;
+    let at = &n.node.attrs;
+    let (ta, tb) = (at.int_or("transA", 0) != 0, at.int_or("transB", 0) != 0);
+    let (alpha, beta) = (
+        at.float_or("alpha", 1.0) as f64,
+        at.float_or("beta", 1.0) as f64,
+    );
+    let ae = if ta {
+        vec![d(2), d(0)]
+    } else {
+        vec![d(0), d(2)]
+    };
+    let be = if tb {
+        vec![d(1), d(2)]
+    } else {
+        vec![d(2), d(1)]
+    };
+    let as_ = n.input(e, 0);
+    let bs = n.input(e, 1);
+    let ins = vec![
+        op(as_, dt, &a.shape, amap(3, &ae)),
+        op(bs, dt, &b.shape, amap(3, &be)),
+    ];
+    let t = dt.mlir();
+    // With alpha = beta = 1 the bias seeds the accumulator; otherwise scale afterwards.
+    let simple = alpha == 1.0 && beta == 1.0 && n.has(2);
+    let init = if simple {
+        let c = n.in_ty(2).clone();
+        let ins = operands(e, n, &[2], &out.shape);
+        let _ = c;
+        map(e, ins, dt, &out.shape, |_, x| x[0].clone())
+    } else {
+        fill_scalar(e, dt, &out.shape, 0.0)
+    };
+    let outop = op(init, dt, &out.shape, amap(3, &[d(0), d(1)]));
+    let y = e.generic(
+        &ins,
+        &outop,
+        &["parallel", "parallel", "reduction"],
+        |bb, x| {
+            let p = bb.op(&format!("arith.mulf {}, {} : {t}", x[0], x[1]));
+            bb.op(&format!("arith.addf {}, {p} : {t}", x[2]))
+        },
+    );
+    if simple || (alpha == 1.0 && !n.has(2)) {
+        return Ok(y);
+    }
+    let mut ins = vec![op(y, dt, &out.shape, bcast_map(&out.shape, &out.shape))];
+    if n.has(2) && beta != 0.0 {
+        ins.extend(operands(e, n, &[2], &out.shape));
+    }
+    let has_c = ins.len() == 2;
+    Ok(map(e, ins, dt, &out.shape, |bb, x| {
+        let al = scalar::cst(bb, dt, alpha);
+        let mut v = bb.op(&format!("arith.mulf {}, {al} : {t}", x[0]));
+        if has_c {
+            let be = scalar::cst(bb, dt, beta);
+            let c = bb.op(&format!("arith.mulf {}, {be} : {t}", x[1]));
+            v = bb.op(&format!("arith.addf {v}, {c} : {t}"));
+        }
+        v
+    }))
+}
+
+/// Max/average pooling over (n, c, out..., k...), with a window operand giving the kernel
+/// loop bounds (as linalg's pooling ops do).
+pub(super) fn pool(e: &mut Emitter, n: &N) -> Result<String> {
+    let x = n.in_ty(0).clone();
+    let out = n.out_ty(0).clone();
+    let dt = x.dtype;
+    let r = x.rank() - 2;
+    let kernel: Vec<usize> = n.ints("kernel").iter().map(|&k| k as usize).collect();
+    let strides = n.ints("strides");
+    let dil = n.ints("dilations");
+    let pads = n.ints("pads");
+    let is_max = n.node.op == "MaxPool";
+    // Pad so every window lies inside; ceil mode may need extra room at the end.
+    let mut pshape = x.shape.clone();
+    let mut full = vec![0i64; 2 * (r + 2)];
+    for i in 0..r {
+        let need = (out.shape[2 + i] as i64 - 1) * strides[i] + (kernel[i] as i64 - 1) * dil[i] + 1;
+        let end = (need - x.shape[2 + i] as i64 - pads[i]).max(pads[i + r]);
+        full[2 + i] = pads[i];
+        full[r + 2 + 2 + i] = end;
+        pshape[2 + i] = (x.shape[2 + i] as i64 + pads[i] + end) as usize;
+    }
+    let padv = if is_max {
+        flit(dt, f64::NEG_INFINITY)
+    } else {
+        flit(dt, 0.0)
+    };
+    let xs = n.input(e, 0);
+    let xp = pad_with(e, &xs, dt, &x.shape, &full, &padv, &pshape);
+    let nl = 2 + 2 * r;
+    let mut xe = vec![d(0), d(1)];
+    for i in 0..r {
+        let a = if strides[i] == 1 {
+            d(2 + i)
+        } else {
+            format!("d{} * {}", 2 + i, strides[i])
+        };
+        let b = if dil[i] == 1 {
+            d(2 + r + i)
+        } else {
+            format!("d{} * {}", 2 + r + i, dil[i])
+        };
+        xe.push(format!("{a} + {b}"));
+    }
+    let win = e.empty(dt, &kernel);
+    let ke: Vec<String> = (0..r).map(|i| d(2 + r + i)).collect();
+    let ins = vec![
+        op(xp, dt, &pshape, amap(nl, &xe)),
+        op(win, dt, &kernel, amap(nl, &ke)),
+    ];
+    let init = fill_scalar(
+        e,
+        dt,
+        &out.shape,
+        if is_max { f64::NEG_INFINITY } else { 0.0 },
+    );
+    let ye: Vec<String> = (0..2 + r).map(d).collect();
+    let outop = op(init, dt, &out.shape, amap(nl, &ye));
+    let mut its = vec!["parallel"; 2 + r];
+    its.extend(vec!["reduction"; r]);
+    let t = dt.mlir();
+    let acc = e.generic(&ins, &outop, &its, |b, a| {
+        if is_max {
+            b.op(&format!("arith.maximumf {}, {} : {t}", a[2], a[0]))
+        } else {
+            b.op(&format!("arith.addf {}, {} : {t}", a[2], a[0]))
+        }
+    });
+    if is_max {
+        return Ok(acc);
+    }
+    // Divisor per output position, computed here: window cells inside the input (or inside
+    // the declared padding when count_include_pad).
+    let cip = n.node.attrs.int_or("count_include_pad", 0) != 0;
+    let osp = &out.shape[2..];
+    let mut counts = Vec::with_capacity(osp.iter().product());
+    crate::graph::fold::for_each_index(osp, |pos| {
+        let mut cnt = 1i64;
+        for i in 0..r {
+            let (lo, hi) = if cip {
+                (-pads[i], x.shape[2 + i] as i64 + pads[i + r])
+            } else {
+                (0, x.shape[2 + i] as i64)
+            };
+            let start = pos[i] as i64 * strides[i] - pads[i];
+            let c = (0..kernel[i] as i64)
+                .map(|k| start + k * dil[i])
+                .filter(|&p| p >= lo && p < hi)
+                .count() as i64;
+            cnt *= c;
+        }
+        counts.push(cnt.max(1) as f64);
+    });
+    let mut cshape = vec![1, 1];
+    cshape.extend(osp);
+    let ct = e.constant(
+        &Tensor::from_f64(dt, cshape.clone(), &counts),
+        Some("pool_count"),
+    );
+    let ins = vec![
+        op(acc, dt, &out.shape, bcast_map(&out.shape, &out.shape)),
+        op(ct, dt, &cshape, bcast_map(&cshape, &out.shape)),
+    ];
+    Ok(map(e, ins, dt, &out.shape, |b, a| {
+        b.op(&format!("arith.divf {}, {} : {t}", a[0], a[1]))
+    }))
+}
+
+pub(super) fn global_pool(e: &mut Emitter, n: &N) -> Result<String> {
+    let x = n.in_ty(0).clone();
+    let axes: Vec<usize> = (2..x.rank()).collect();
+    let kind = if n.node.op == "GlobalMaxPool" {
+        "ReduceMax"
+    } else {
+        "ReduceMean"
+    };
+    let s = n.input(e, 0);
+    Ok(reduce_impl(e, kind, &s, x.dtype, &x.shape, &axes, true))
+}
+
+pub(super) fn reduce(e: &mut Emitter, n: &N) -> Result<String> {
+    let x = n.in_ty(0).clone();
+    let axes: Vec<usize> = n.ints("axes").iter().map(|&a| a as usize).collect();
+    let keep = n.node.attrs.int_or("keepdims", 1) != 0;
+    let s = n.input(e, 0);
+    if axes.is_empty() {
+        // noop_with_empty_axes: the op still applies its elementwise part.
+        return Ok(match n.node.op.as_str() {
+            "ReduceSumSquare" | "ReduceL1" | "ReduceL2" => {
+                let ins = operands(e, n, &[0], &x.shape);
+                let t = x.dtype.mlir();
+                let o = n.node.op.clone();
+                map(e, ins, x.dtype, &x.shape, |b, a| match o.as_str() {
+                    "ReduceSumSquare" => b.op(&format!("arith.mulf {}, {} : {t}", a[0], a[0])),
+                    _ => b.op(&format!("math.absf {} : {t}", a[0])),
+                })
+            }
+            _ => s,
+        });
+    }
+    Ok(reduce_impl(
+        e, &n.node.op, &s, x.dtype, &x.shape, &axes, keep,
+    ))
+}
+
+/// Reduce `x` over `axes`; keepdims keeps them as size 1.
+pub(super) fn reduce_impl(
+    e: &mut Emitter,
+    kind: &str,
+    x: &str,
+    dt: DType,
+    shape: &[usize],
+    axes: &[usize],
+    keep: bool,
+) -> String {
+    let rank = shape.len();
+    let mut oshape = Vec::new();
+    let mut oe = Vec::new();
+    for i in 0..rank {
+        if axes.contains(&i) {
+            if keep {
+                oshape.push(1);
+                oe.push("0".to_string());
+            }
+        } else {
+            oshape.push(shape[i]);
+            oe.push(d(i));
+        }
+    }
+    let f = dt.is_float();
+    let initv: f64 = match kind {
+        "ReduceMax" => f64::NEG_INFINITY,
+        "ReduceMin" => f64::INFINITY,
+        "ReduceProd" => 1.0,
+        _ => 0.0,
+    };
+    let init = if f {
+        fill_scalar(e, dt, &oshape, initv)
+    } else {
+        let v = match (kind, dt) {
+            ("ReduceMax", DType::I32) => i32::MIN as i64,
+            ("ReduceMax", DType::I8) => i8::MIN as i64,
+            ("ReduceMax", DType::U8) => 0,
+            ("ReduceMax", _) => i64::MIN,
+            ("ReduceMin", DType::I32) => i32::MAX as i64,
+            ("ReduceMin", DType::I8) => i8::MAX as i64,
+            ("ReduceMin", DType::U8) => -1,
+            ("ReduceMin", _) => i64::MAX,
+            ("ReduceProd", _) => 1,
+            _ => 0,
+        };
+        let c = e.scalar_i(dt, v);
+        e.filled(dt, &oshape, &c)
+    };
+    let ins = vec![op(x.to_string(), dt, shape, bcast_map(shape, shape))];
+    let outop = op(init, dt, &oshape, amap(rank, &oe));
+    let its: Vec<&str> = (0..rank)
+        .map(|i| {
+            if axes.contains(&i) {
+                "reduction"
+            } else {
+                "parallel"
+            }
+        })
+        .collect();
+    let t = dt.mlir();
+    let k = kind.to_string();
+    let acc = e.generic(&ins, &outop, &its, |b, a| {
+        let (v, acc) = (&a[0], &a[1]);
+        match k.as_str() {
+            "ReduceMax" => scalar::binary(b, "Max", dt, acc, v).expect("max"),
+            "ReduceMin" => scalar::binary(b, "Min", dt, acc, v).expect("min"),
+            "ReduceProd" => scalar::binary(b, "Mul", dt, acc, v).expect("mul"),
+            "ReduceSumSquare" | "ReduceL2" => {
+                let sq = b.op(&format!("arith.mulf {v}, {v} : {t}"));
+                b.op(&format!("arith.addf {acc}, {sq} : {t}"))
+            }
+            "ReduceL1" => {
+                let ab = b.op(&format!("math.absf {v} : {t}"));
+                b.op(&format!("arith.addf {acc}, {ab} : {t}"))
+            }
+            _ => scalar::binary(b, "Add", dt, acc, v).expect("add"),
+        }
+    });
+    let count: usize = axes.iter().map(|&a| shape[a]).product();
+    match kind {
+        "ReduceMean" => {
+            let ins = vec![op(acc, dt, &oshape, bcast_map(&oshape, &oshape))];
+            map(e, ins, dt, &oshape, |b, a| {
+                let c = scalar::cst(b, dt, count as f64);
+                b.op(&format!("arith.divf {}, {c} : {t}", a[0]))
+            })
+        }
+        "ReduceL2" => {
+            let ins = vec![op(acc, dt, &oshape, bcast_map(&oshape, &oshape))];
+            map(e, ins, dt, &oshape, |b, a| {
+                b.op(&format!("math.sqrt {} : {t}", a[0]))
+            })
+        }
+        _ => acc,
+    }
+}
+
+/// softmax(x) = exp(x - max) / sum(exp(x - max)) over `axis` (or axis.. for opset < 13).
+pub(super) fn softmax(e: &mut Emitter, n: &N) -> Result<String> {
+    let x = n.in_ty(0).clone();
+    let dt = x.dtype;
+    let t = dt.mlir();
+    let axis = n.node.attrs.int_or("axis", 0) as usize;
+    let legacy = n.node.attrs.int_or("legacy", 0) != 0;
+    let axes: Vec<usize> = if legacy {
+        (axis..x.rank()).collect()
+    } else {
+        vec![axis]
+    };
+    let s = n.input(e, 0);
+    let mx = reduce_impl(e, "ReduceMax", &s, dt, &x.shape, &axes, true);
+    let mut rshape = x.shape.clone();
+    for &a in &axes {
+        rshape[a] = 1;
+    }
+    let full = bcast_map(&x.shape, &x.shape);
+    let ins = vec![
+        op(s.clone(), dt, &x.shape, full.clone()),
+        op(mx, dt, &rshape, bcast_map(&rshape, &x.shape)),
+    ];
+    let ex = map(e, ins, dt, &x.shape, |b, a| {
+        let d = b.op(&format!("arith.subf {}, {} : {t}", a[0], a[1]));
+        b.op(&format!("math.exp {d} : {t}"))
+    });
+    let sum = reduce_impl(e, "ReduceSum", &ex, dt, &x.shape, &axes, true);
+    if n.node.op == "LogSoftmax" {
+        // x - max - log(sum)
+        let mx2 = reduce_impl(e, "ReduceMax", &s, dt, &x.shape, &axes, true);
+        let ins = vec![
+            op(s, dt, &x.shape, full),
+            op(mx2, dt, &rshape, bcast_map(&rshape, &x.shape)),
+            op(sum, dt, &rshape, bcast_map(&rshape, &x.shape)),
+        ];
+        return Ok(map(e, ins, dt, &x.shape, |b, a| {
+            let d = b.op(&format!("arith.subf {}, {} : {t}", a[0], a[1]));
+            let l = b.op(&format!("math.log {} : {t}", a[2]));
+            b.op(&format!("arith.subf {d}, {l} : {t}"))
+        }));
+    }
+    let ins = vec![
+        op(ex, dt, &x.shape, full),
+        op(sum, dt, &rshape, bcast_map(&rshape, &x.shape)),
+    ];
+    Ok(map(e, ins, dt, &x.shape, |b, a| {
+        b.op(&format!("arith.divf {}, {} : {t}", a[0], a[1]))
+    }))
+}

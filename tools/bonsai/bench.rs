@@ -1,0 +1,152 @@
+//! `bonsai bench`: compile time and single-thread latency next to onnxruntime.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use bonsai::graph::{DType, Tensor};
+use bonsai::session::{load_bound, shapes_of, Compiled};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    model: PathBuf,
+    /// Inputs to time on (np.savez); default: deterministic pseudo-random data.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    #[command(flatten)]
+    shapes: super::ShapeArgs,
+    /// Timed runs per engine (after 3 warm-up runs).
+    #[arg(long, default_value_t = 50)]
+    runs: usize,
+    /// Skip onnxruntime (needs python3 with onnxruntime).
+    #[arg(long)]
+    no_ort: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn random_inputs(g: &bonsai::graph::Graph) -> BTreeMap<String, Tensor> {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    g.inputs
+        .iter()
+        .map(|i| {
+            let ty = g.ty(i.value).expect("bound");
+            let v: Vec<f64> = (0..ty.numel())
+                .map(|_| match ty.dtype {
+                    DType::F32 | DType::F64 => next() * 2.0 - 1.0,
+                    _ => (next() * 8.0).floor(),
+                })
+                .collect();
+            (
+                g.values[i.value].name.clone(),
+                Tensor::from_f64(ty.dtype, ty.shape.clone(), &v),
+            )
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    v[v.len() / 2]
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    if a.runs == 0 {
+        bail!("option --runs: must be at least 1");
+    }
+    let mut bind = super::parse_shapes(&a.shapes.shapes)?;
+    let given = match &a.input {
+        Some(p) => {
+            let t = bonsai::npz::read(p)?;
+            for (k, v) in shapes_of(&t) {
+                bind.entry(k).or_insert(v);
+            }
+            Some(t)
+        }
+        None => None,
+    };
+    let g = load_bound(&a.model, &bind)?;
+    let inputs = given.unwrap_or_else(|| random_inputs(&g));
+    let c = Compiled::new(g)?;
+    for _ in 0..3 {
+        c.run_named(&inputs)?;
+    }
+    let mut times = Vec::with_capacity(a.runs);
+    for _ in 0..a.runs {
+        let t0 = Instant::now();
+        c.run_named(&inputs)?;
+        times.push(t0.elapsed().as_secs_f64() * 1e6);
+    }
+    let ours = median(times);
+    let ort = if a.no_ort {
+        None
+    } else {
+        let dir = std::env::temp_dir().join(format!("bonsai-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let npz = dir.join("inputs.npz");
+        let named: Vec<(String, Tensor)> =
+            inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        bonsai::npz::write(&npz, &named)?;
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ort_bench.py");
+        let out = Command::new("python3")
+            .arg(script)
+            .arg(&a.model)
+            .arg(&npz)
+            .arg(a.runs.to_string())
+            .output()
+            .context("running python3 for onnxruntime (use --no-ort to skip)")?;
+        let _ = std::fs::remove_dir_all(&dir);
+        if !out.status.success() {
+            bail!(
+                "onnxruntime failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).context("onnxruntime bench output")?;
+        v["median_us"].as_f64()
+    };
+    let model = a.model.display().to_string();
+    if a.json {
+        let j = serde_json::json!({
+            "model": model,
+            "compile_ms": c.compile_time.as_secs_f64() * 1e3,
+            "bonsai_median_us": ours,
+            "onnxruntime_median_us": ort,
+            "speedup_vs_onnxruntime": ort.map(|o| o / ours),
+            "threads": 1,
+            "runs": a.runs,
+        });
+        println!("{}", serde_json::to_string_pretty(&j)?);
+    } else {
+        println!("model            {model}");
+        println!(
+            "compile          {:.1} ms",
+            c.compile_time.as_secs_f64() * 1e3
+        );
+        println!(
+            "bonsai           {ours:.1} us (median of {}, 1 thread)",
+            a.runs
+        );
+        if let Some(o) = ort {
+            println!(
+                "onnxruntime      {o:.1} us (median of {}, 1 thread)",
+                a.runs
+            );
+            println!(
+                "speed-up         {:.2}x (onnxruntime time / bonsai time)",
+                o / ours
+            );
+        }
+    }
+    Ok(())
+}

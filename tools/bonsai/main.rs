@@ -1,0 +1,196 @@
+//! `bonsai`: the model compression compiler's command line.
+
+mod bench;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use bonsai::session::{load_bound, shapes_of, Compiled};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "bonsai",
+    version,
+    about = "Compress ONNX models (prune, share, quantise) and compile them to native code",
+    long_about = "bonsai compiles an ONNX model through MLIR to native code and, as the compression \
+passes land, prunes, shares and quantises it under a fidelity budget.\n\n\
+Examples:\n  bonsai run model.onnx --input in.npz --output out.npz\n  \
+bonsai bench model.onnx --shape input=1x1x28x28\n  \
+bonsai import model.onnx --shape x=1x3x48x192 > model.mlir"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct ShapeArgs {
+    /// Bind an input's shape, e.g. --shape x=1x3x48x192 (repeatable). Symbolic dims must be
+    /// bound unless `run` takes them from the input file.
+    #[arg(long = "shape", value_name = "NAME=DxDx..")]
+    shapes: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Compile a model to native code and run it on the tensors of an .npz file.
+    Run {
+        model: PathBuf,
+        /// Inputs keyed by graph input name (np.savez). Shapes bind symbolic dims.
+        #[arg(long)]
+        input: PathBuf,
+        /// Where to write the outputs, keyed by graph output name. Not written on error.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        shapes: ShapeArgs,
+    },
+    /// Print the model lowered to MLIR (tensor level: linalg, tensor, arith, math).
+    Import {
+        model: PathBuf,
+        #[command(flatten)]
+        shapes: ShapeArgs,
+        /// Write to a file instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Compile time and median single-thread latency, next to onnxruntime's on the same input.
+    Bench(bench::BenchArgs),
+    /// Compress a model. No compression passes exist yet: OUT is a faithful copy that
+    /// reproduces the original's outputs.
+    Compress {
+        model: PathBuf,
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// List the ONNX operators bonsai supports.
+    Ops,
+}
+
+pub fn parse_shapes(args: &[String]) -> Result<HashMap<String, Vec<usize>>> {
+    let mut m = HashMap::new();
+    for a in args {
+        let (name, dims) = a.split_once('=').with_context(|| {
+            format!("option --shape: '{a}' is not NAME=DxDx.. (e.g. x=1x3x224x224)")
+        })?;
+        let dims: Result<Vec<usize>, _> =
+            dims.split('x').map(|d| d.trim().parse::<usize>()).collect();
+        let dims = dims.with_context(|| {
+            format!("option --shape: '{a}': dims must be positive integers separated by 'x'")
+        })?;
+        if dims.contains(&0) {
+            bail!("option --shape: '{a}': zero-sized dims are not allowed");
+        }
+        m.insert(name.to_string(), dims);
+    }
+    Ok(m)
+}
+
+/// Write `out` atomically: a temporary file beside it, renamed into place, so a failure never
+/// leaves partial output, and never onto one of the inputs.
+pub fn guard_output(out: &Path, inputs: &[&Path]) -> Result<()> {
+    for i in inputs {
+        if let (Ok(a), Ok(b)) = (out.canonicalize(), i.canonicalize()) {
+            if a == b {
+                bail!(
+                    "refusing to overwrite input {} with the output",
+                    i.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = real_main(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Run {
+            model,
+            input,
+            output,
+            shapes,
+        } => {
+            let inputs = bonsai::npz::read(&input)?;
+            let mut bind = shapes_of(&inputs);
+            bind.extend(parse_shapes(&shapes.shapes)?);
+            let g = load_bound(&model, &bind)?;
+            let c = Compiled::new(g)?;
+            let outs = c.run_named(&inputs)?;
+            if let Some(o) = output {
+                guard_output(&o, &[&model, &input])?;
+                let tmp = o.with_extension("npz.tmp");
+                bonsai::npz::write(&tmp, &outs)?;
+                std::fs::rename(&tmp, &o)
+                    .with_context(|| format!("{}: cannot move output into place", o.display()))?;
+            }
+            for (n, t) in &outs {
+                let v = t.to_f64_vec();
+                let head: Vec<String> = v.iter().take(6).map(|x| format!("{x:.6}")).collect();
+                println!(
+                    "{n}: {}{:?} [{}{}]",
+                    t.dtype(),
+                    t.shape,
+                    head.join(", "),
+                    if v.len() > 6 { ", ..." } else { "" }
+                );
+            }
+            Ok(())
+        }
+        Cmd::Import {
+            model,
+            shapes,
+            output,
+        } => {
+            let g = load_bound(&model, &parse_shapes(&shapes.shapes)?)?;
+            let text = bonsai::ir::lower::lower(&g)?;
+            let mlir = bonsai::ir::Mlir::new();
+            let m = mlir.parse(&text)?;
+            let s = format!("{}\n", m.as_operation());
+            match output {
+                Some(o) => {
+                    guard_output(&o, &[&model])?;
+                    std::fs::write(&o, s).with_context(|| format!("{}", o.display()))?
+                }
+                None => print!("{s}"),
+            }
+            Ok(())
+        }
+        Cmd::Bench(args) => bench::run(args),
+        Cmd::Compress { model, output } => {
+            // Verify before writing: the copy must compile and the model must import.
+            let g = load_bound(&model, &HashMap::new()).or_else(|e| match e {
+                bonsai::Error::Input { .. } => bonsai::onnx::load(&model),
+                e => Err(e),
+            })?;
+            guard_output(&output, &[&model])?;
+            let bytes = std::fs::read(&model).with_context(|| model.display().to_string())?;
+            let tmp = output.with_extension("onnx.tmp");
+            std::fs::write(&tmp, &bytes).with_context(|| tmp.display().to_string())?;
+            std::fs::rename(&tmp, &output)?;
+            println!(
+                "{}: {} nodes, no compression passes yet; wrote {} ({} bytes, ratio 1.00)",
+                model.display(),
+                g.nodes.node_count(),
+                output.display(),
+                bytes.len()
+            );
+            Ok(())
+        }
+        Cmd::Ops => {
+            for op in bonsai::graph::ops::supported_ops() {
+                println!("{op}");
+            }
+            Ok(())
+        }
+    }
+}
