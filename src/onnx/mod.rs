@@ -53,7 +53,8 @@ pub fn decode(bytes: &[u8], path: &Path, dir: &Path) -> Result<Graph> {
             opset = Some(o.version);
         }
     }
-    let opset = opset.ok_or_else(|| merr("no opset import for the default ONNX domain".into()))?;
+    // Without a default-domain import, every ai.onnx node is rejected below by the op table.
+    let opset = opset.unwrap_or(0);
 
     let origin = tensor::Origin { file: path, dir };
     let mut graph = Graph::new(file.clone(), g.name.clone(), opset);
@@ -75,7 +76,12 @@ pub fn decode(bytes: &[u8], path: &Path, dir: &Path) -> Result<Graph> {
         }
         let tt = match &vi.type_.value {
             Some(onnx_protobuf::type_proto::Value::TensorType(t)) => t,
-            _ => return Err(merr(format!("input '{}' is not a tensor", vi.name))),
+            _ => {
+                return Err(merr(format!(
+                    "input '{}' is a sequence, map or optional, which is not supported",
+                    vi.name
+                )))
+            }
         };
         let dtype = DType::from_onnx(tt.elem_type).ok_or_else(|| {
             merr(format!(

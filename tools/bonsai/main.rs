@@ -1,6 +1,7 @@
 //! `bonsai`: the model compression compiler's command line.
 
 mod bench;
+mod conformance;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -67,6 +68,8 @@ enum Cmd {
     },
     /// List the ONNX operators bonsai supports.
     Ops,
+    /// Run ONNX backend node tests and count passed / failed / unsupported cases.
+    Conformance(conformance::ConformanceArgs),
 }
 
 pub fn parse_shapes(args: &[String]) -> Result<HashMap<String, Vec<usize>>> {
@@ -166,6 +169,7 @@ fn real_main(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Bench(args) => bench::run(args),
+        Cmd::Conformance(args) => conformance::run(args),
         Cmd::Compress { model, output } => {
             // Verify before writing: the copy must compile and the model must import.
             let g = load_bound(&model, &HashMap::new()).or_else(|e| match e {

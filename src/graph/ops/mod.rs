@@ -6,6 +6,7 @@
 //! moved into attributes) so lowering never looks at the opset.
 
 mod elementwise;
+pub use elementwise::VARIADIC;
 mod nn;
 mod reduce;
 pub mod shape;

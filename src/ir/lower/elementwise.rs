@@ -56,7 +56,7 @@ pub(super) fn lower(e: &mut Emitter, n: &N) -> Result<String> {
     let nin = ins.len();
     let mut failed = false;
     let r = map(e, ins, out.dtype, &out.shape, |b, a| {
-        let res = if nin == 1 {
+        let res = if nin == 1 && !crate::graph::ops::VARIADIC.contains(&op) {
             scalar::unary(b, op, in_dt, &a[0], &attrs)
         } else {
             let mut acc = Some(a[0].clone());

@@ -80,16 +80,44 @@ pub(super) fn slice(e: &mut Emitter, n: &N) -> String {
     if out.numel() == 0 {
         return e.empty(out.dtype, &out.shape);
     }
+    // A negative step reads the same elements as a positive one from the far end, reversed.
+    let lo: Vec<i64> = (0..x.rank())
+        .map(|k| {
+            if steps[k] < 0 {
+                starts[k] + (out.shape[k] as i64 - 1) * steps[k]
+            } else {
+                starts[k]
+            }
+        })
+        .collect();
+    let src = n.input(e, 0);
+    let r = e.fresh();
+    let offs: Vec<String> = lo.iter().map(|v| v.to_string()).collect();
+    let sizes: Vec<String> = out.shape.iter().map(|v| v.to_string()).collect();
+    let strides: Vec<String> = steps.iter().map(|v| v.abs().to_string()).collect();
+    e.line(&format!(
+        "{r} = tensor.extract_slice {src}[{}] [{}] [{}] : {} to {}",
+        offs.join(", "),
+        sizes.join(", "),
+        strides.join(", "),
+        tty(&x),
+        tty(&out)
+    ));
+    if steps.iter().all(|&s| s > 0) {
+        return r;
+    }
     let ex: Vec<String> = (0..x.rank())
-        .map(|k| match (starts[k], steps[k]) {
-            (0, 1) => d(k),
-            (s, 1) => format!("d{k} + {s}"),
-            (s, st) => format!("d{k} * {st} + {s}"),
+        .map(|k| {
+            if steps[k] < 0 {
+                format!("d{k} * -1 + {}", out.shape[k] - 1)
+            } else {
+                d(k)
+            }
         })
         .collect();
     let ins = vec![Operand {
-        ssa: n.input(e, 0),
-        ty: tty(&x),
+        ssa: r,
+        ty: tty(&out),
         map: amap(out.rank(), &ex),
         elem: x.dtype.mlir(),
     }];
