@@ -408,6 +408,17 @@ pub(super) fn reduce_impl(
         }
     }
     let f = dt.is_float();
+    // f32 sums accumulate in f64: long sequential f32 sums lose digits that models computing
+    // variance as E[x^2] - E[x]^2 (Magika's LayerNorm) then amplify.
+    let summing = matches!(
+        kind,
+        "ReduceSum" | "ReduceMean" | "ReduceSumSquare" | "ReduceL1" | "ReduceL2"
+    );
+    let acc_dt = if dt == DType::F32 && summing {
+        DType::F64
+    } else {
+        dt
+    };
     let initv: f64 = match kind {
         "ReduceMax" => f64::NEG_INFINITY,
         "ReduceMin" => f64::INFINITY,
@@ -415,7 +426,7 @@ pub(super) fn reduce_impl(
         _ => 0.0,
     };
     let init = if f {
-        fill_scalar(e, dt, &oshape, initv)
+        fill_scalar(e, acc_dt, &oshape, initv)
     } else {
         let v = match (kind, dt) {
             ("ReduceMax", DType::I32) => i32::MIN as i64,
@@ -433,7 +444,7 @@ pub(super) fn reduce_impl(
         e.filled(dt, &oshape, &c)
     };
     let ins = vec![op(x.to_string(), dt, shape, bcast_map(shape, shape))];
-    let outop = op(init, dt, &oshape, amap(rank, &oe));
+    let outop = op(init, acc_dt, &oshape, amap(rank, &oe));
     let its: Vec<&str> = (0..rank)
         .map(|i| {
             if axes.contains(&i) {
@@ -443,14 +454,20 @@ pub(super) fn reduce_impl(
             }
         })
         .collect();
-    let t = dt.mlir();
+    let t = acc_dt.mlir();
     let k = kind.to_string();
+    let widen = acc_dt != dt;
     let acc = e.generic(&ins, &outop, &its, |b, a| {
-        let (v, acc) = (&a[0], &a[1]);
+        let acc = &a[1];
+        let v = if widen {
+            b.op(&format!("arith.extf {} : {} to {t}", a[0], dt.mlir()))
+        } else {
+            a[0].clone()
+        };
         match k.as_str() {
-            "ReduceMax" => scalar::binary(b, "Max", dt, acc, v).expect("max"),
-            "ReduceMin" => scalar::binary(b, "Min", dt, acc, v).expect("min"),
-            "ReduceProd" => scalar::binary(b, "Mul", dt, acc, v).expect("mul"),
+            "ReduceMax" => scalar::binary(b, "Max", dt, acc, &v).expect("max"),
+            "ReduceMin" => scalar::binary(b, "Min", dt, acc, &v).expect("min"),
+            "ReduceProd" => scalar::binary(b, "Mul", dt, acc, &v).expect("mul"),
             "ReduceSumSquare" | "ReduceL2" => {
                 let sq = b.op(&format!("arith.mulf {v}, {v} : {t}"));
                 b.op(&format!("arith.addf {acc}, {sq} : {t}"))
@@ -459,26 +476,28 @@ pub(super) fn reduce_impl(
                 let ab = b.op(&format!("math.absf {v} : {t}"));
                 b.op(&format!("arith.addf {acc}, {ab} : {t}"))
             }
-            _ => scalar::binary(b, "Add", dt, acc, v).expect("add"),
+            _ => scalar::binary(b, "Add", acc_dt, acc, &v).expect("add"),
         }
     });
     let count: usize = axes.iter().map(|&a| shape[a]).product();
-    match kind {
-        "ReduceMean" => {
-            let ins = vec![op(acc, dt, &oshape, bcast_map(&oshape, &oshape))];
-            map(e, ins, dt, &oshape, |b, a| {
-                let c = scalar::cst(b, dt, count as f64);
-                b.op(&format!("arith.divf {}, {c} : {t}", a[0]))
-            })
-        }
-        "ReduceL2" => {
-            let ins = vec![op(acc, dt, &oshape, bcast_map(&oshape, &oshape))];
-            map(e, ins, dt, &oshape, |b, a| {
-                b.op(&format!("math.sqrt {} : {t}", a[0]))
-            })
-        }
-        _ => acc,
+    if !matches!(kind, "ReduceMean" | "ReduceL2") && !widen {
+        return acc;
     }
+    let ins = vec![op(acc, acc_dt, &oshape, bcast_map(&oshape, &oshape))];
+    let k = kind.to_string();
+    map(e, ins, dt, &oshape, |b, a| {
+        let mut v = a[0].clone();
+        if k == "ReduceMean" {
+            let c = scalar::cst(b, acc_dt, count as f64);
+            v = b.op(&format!("arith.divf {v}, {c} : {t}"));
+        } else if k == "ReduceL2" {
+            v = b.op(&format!("math.sqrt {v} : {t}"));
+        }
+        if widen {
+            v = b.op(&format!("arith.truncf {v} : {t} to {}", dt.mlir()));
+        }
+        v
+    })
 }
 
 /// softmax(x) = exp(x - max) / sum(exp(x - max)) over `axis` (or axis.. for opset < 13).

@@ -1,1 +1,34 @@
+//! bonsai's integration tests: one binary (each test binary relinks all of MLIR).
+//!
+//! Numbers are checked against independent references: onnxruntime (through python3) for
+//! the real models, the ONNX conformance data for op semantics.
 
+mod cli;
+mod conformance;
+mod models;
+mod snapshots;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+pub fn bonsai(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bonsai"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("spawn bonsai")
+}
+
+pub fn tempdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("bonsai-it-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("tempdir");
+    d
+}

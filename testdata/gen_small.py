@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""Generate the small committed test models of testdata/small (deterministic)."""
+import os
+import numpy as np
+import onnx
+from onnx import helper as h, numpy_helper as nh, TensorProto as T
+
+D = os.path.join(os.path.dirname(os.path.abspath(__file__)), "small")
+os.makedirs(D, exist_ok=True)
+rng = np.random.default_rng(7)
+
+
+def save(name, nodes, inputs, outputs, inits, opset=13):
+    g = h.make_graph(nodes, name, inputs, outputs, inits)
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", opset)], ir_version=8, producer_name="bonsai-testdata")
+    onnx.save(m, os.path.join(D, name + ".onnx"))
+
+
+def f32(*shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+# A tiny CNN: Conv(pad 1) + Relu + MaxPool + Flatten + Gemm + Softmax.
+save("tiny_cnn",
+     [h.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+      h.make_node("Relu", ["c"], ["r"]),
+      h.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+      h.make_node("Flatten", ["p"], ["f"]),
+      h.make_node("Gemm", ["f", "fc", "fb"], ["y"], transB=1),
+      h.make_node("Softmax", ["y"], ["prob"], axis=1)],
+     [h.make_tensor_value_info("x", T.FLOAT, ["N", 1, 8, 8])],
+     [h.make_tensor_value_info("prob", T.FLOAT, ["N", 10])],
+     [nh.from_array(f32(4, 1, 3, 3), "w"), nh.from_array(f32(4), "b"),
+      nh.from_array(f32(10, 64), "fc"), nh.from_array(f32(10), "fb")])
+
+# Shape arithmetic that must fold: Shape -> Gather -> Unsqueeze -> Concat -> Reshape.
+save("shape_fold",
+     [h.make_node("Shape", ["x"], ["s"]),
+      h.make_node("Gather", ["s", "i0"], ["n"], axis=0),
+      h.make_node("Unsqueeze", ["n", "ax"], ["n1"]),
+      h.make_node("Concat", ["n1", "m1"], ["shape"], axis=0),
+      h.make_node("Reshape", ["x", "shape"], ["y"])],
+     [h.make_tensor_value_info("x", T.FLOAT, [2, 3, 4])],
+     [h.make_tensor_value_info("y", T.FLOAT, [2, 12])],
+     [nh.from_array(np.array(0, np.int64), "i0"), nh.from_array(np.array([0], np.int64), "ax"),
+      nh.from_array(np.array([-1], np.int64), "m1")])
+
+# An op bonsai does not know.
+save("unknown_op",
+     [h.make_node("Relu", ["x"], ["r"]), h.make_node("NonMaxSuppression", ["r", "r"], ["y"])],
+     [h.make_tensor_value_info("x", T.FLOAT, [1, 4])],
+     [h.make_tensor_value_info("y", T.INT64, None)], [])
+print("wrote", sorted(os.listdir(D)))
