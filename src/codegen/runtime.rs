@@ -21,7 +21,7 @@ pub unsafe extern "C" fn memref_copy(elem: i64, src: *const Unranked, dst: *cons
         let dd = std::slice::from_raw_parts(d.desc, 3 + 2 * rank);
         let e = elem as usize;
         let sizes = &sd[3..3 + rank];
-        if sizes.iter().any(|&n| n == 0) {
+        if sizes.contains(&0) {
             return;
         }
         let (sbase, dbase) = (sd[1] as *const u8, dd[1] as *mut u8);

@@ -95,9 +95,8 @@ pub fn decode(t: &TensorProto, origin: &Origin) -> Result<Tensor> {
         .max(t.double_data.len())
         .max(t.int64_data.len())
         .max(t.int32_data.len());
-    out.ok_or_else(|| len_err(got)).map(|x| {
+    out.ok_or_else(|| len_err(got)).inspect(|x| {
         debug_assert_eq!(numel(&x.shape), n);
-        x
     })
 }
 

@@ -147,7 +147,14 @@ pub fn run_upstream(mlir: &Mlir, module: &mut Module, pipeline: &str) -> Result<
     let pm = MlirPassManager::new(&mlir.context);
     pm.enable_verifier(true);
     melior::utility::parse_pass_pipeline(pm.as_operation_pass_manager(), pipeline)
-        .map_err(|e| Error::option("--pass-pipeline", format!("{e} (in '{pipeline}')")))?;
+        .map_err(|e| {
+            Error::option(
+                "--pass-pipeline",
+                format!(
+                    "{e}\n(in '{pipeline}'; bonsai's own passes: `bonsai-opt --list-passes`, upstream ones: `mlir-opt-22 --help`)"
+                ),
+            )
+        })?;
     pm.run(module)
         .map_err(|_| mlir.error(&format!("pipeline {pipeline} failed")))
 }

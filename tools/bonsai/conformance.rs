@@ -213,7 +213,7 @@ pub fn run(a: ConformanceArgs) -> Result<()> {
     }
     if a.reasons {
         let mut v: Vec<_> = reasons.into_iter().collect();
-        v.sort_by(|x, y| y.1.cmp(&x.1));
+        v.sort_by_key(|x| std::cmp::Reverse(x.1));
         for (r, n) in v.iter().take(60) {
             println!("{n:5}  {r}");
         }

@@ -67,10 +67,10 @@ fn infer_unary(ctx: &mut Ctx) -> Result<Vec<TensorType>> {
     if ctx.node.op != "Identity" && t.dtype == DType::Bool {
         return Err(ctx.unsupported("bool input"));
     }
-    if ctx.node.op == "Abs" || ctx.node.op == "Sign" || ctx.node.op == "Neg" {
-        if t.dtype == DType::U8 {
-            return Err(ctx.unsupported("uint8 input"));
-        }
+    if (ctx.node.op == "Abs" || ctx.node.op == "Sign" || ctx.node.op == "Neg")
+        && t.dtype == DType::U8
+    {
+        return Err(ctx.unsupported("uint8 input"));
     }
     Ok(vec![t])
 }
@@ -181,7 +181,7 @@ fn same_dtype(ctx: &Ctx) -> Result<DType> {
     let d = ctx.ty(0)?.dtype;
     for i in 1..ctx.n_in() {
         let di = ctx.ty(i)?.dtype;
-        if di != d && !(ctx.node.op == "Pow") {
+        if di != d && (ctx.node.op != "Pow") {
             return Err(ctx.err(format!("input {i} is {di}, input 0 is {d}")));
         }
     }

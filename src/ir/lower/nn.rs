@@ -396,14 +396,14 @@ pub(super) fn reduce_impl(
     let rank = shape.len();
     let mut oshape = Vec::new();
     let mut oe = Vec::new();
-    for i in 0..rank {
+    for (i, &n) in shape.iter().enumerate() {
         if axes.contains(&i) {
             if keep {
                 oshape.push(1);
                 oe.push("0".to_string());
             }
         } else {
-            oshape.push(shape[i]);
+            oshape.push(n);
             oe.push(d(i));
         }
     }
