@@ -68,16 +68,18 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
     } else {
         fill_scalar(e, dt, &yg, 0.0)
     };
-    // Loops: 0 n, 1 g, 2 o, 3..3+r out spatial, 3+r c, 4+r.. kernel.
+    // Loops: 0 n, 1 g, 2 o, 3 c, 4.. kernel, 4+r.. out spatial. Reductions sit outside the
+    // output's spatial loops so the innermost loop runs along contiguous output and input
+    // rows with the weight invariant, which LLVM vectorises.
     let nl = 4 + 2 * r;
-    let (cl, kl) = (3 + r, 4 + r);
+    let (cl, kl, sl) = (3, 4, 4 + r);
     let mut xe = vec![d(0), d(1), d(cl)];
     for i in 0..r {
         let (s, dl) = (strides[i], dil[i]);
         let a = if s == 1 {
-            d(3 + i)
+            d(sl + i)
         } else {
-            format!("d{} * {s}", 3 + i)
+            format!("d{} * {s}", sl + i)
         };
         let b = if dl == 1 {
             d(kl + i)
@@ -88,14 +90,16 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
     }
     let mut we = vec![d(1), d(2), d(cl)];
     we.extend((0..r).map(|i| d(kl + i)));
-    let ye: Vec<String> = (0..3 + r).map(d).collect();
+    let mut ye: Vec<String> = (0..3).map(d).collect();
+    ye.extend((0..r).map(|i| d(sl + i)));
     let ins = vec![
         op(xg_s, dt, &xg, amap(nl, &xe)),
         op(wg_s, dt, &wg, amap(nl, &we)),
     ];
     let outop = op(init, dt, &yg, amap(nl, &ye));
-    let mut its = vec!["parallel"; 3 + r];
+    let mut its = vec!["parallel"; 3];
     its.extend(vec!["reduction"; 1 + r]);
+    its.extend(vec!["parallel"; r]);
     let t = dt.mlir();
     let y = e.generic(&ins, &outop, &its, |b, a| {
         let p = b.op(&format!("arith.mulf {}, {} : {t}", a[0], a[1]));
@@ -104,7 +108,8 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
     Ok(e.reshape(&y, dt, &yg, &out.shape))
 }
 
-/// numpy matmul with broadcasting batch dims: loops (out dims..., k).
+/// numpy matmul with broadcasting batch dims. Logical dims are (out dims..., k); when B has
+/// an n dim the loops run (..., m, k, n) so the innermost loop is contiguous in B and out.
 pub(super) fn matmul(e: &mut Emitter, n: &N) -> Result<String> {
     let a = n.in_ty(0).clone();
     let b = n.in_ty(1).clone();
@@ -121,6 +126,14 @@ pub(super) fn matmul(e: &mut Emitter, n: &N) -> Result<String> {
         (false, false) => (None, None),
     };
     let nbatch = ro - mpos.is_some() as usize - npos.is_some() as usize;
+    let swap = npos.is_some();
+    let d = |j: usize| -> String {
+        match (swap, j) {
+            (true, j) if j == ro => d(ro - 1),
+            (true, j) if j == ro - 1 => d(ro),
+            (_, j) => d(j),
+        }
+    };
     let batch_map = |s: &[usize]| -> Vec<String> {
         let off = nbatch - s.len();
         s.iter()
@@ -163,6 +176,9 @@ pub(super) fn matmul(e: &mut Emitter, n: &N) -> Result<String> {
     let outop = op(init, dt, &out.shape, amap(nl, &ye));
     let mut its = vec!["parallel"; ro];
     its.push("reduction");
+    if swap {
+        its.swap(ro - 1, ro);
+    }
     let t = dt.mlir();
     Ok(e.generic(&ins, &outop, &its, |bb, x| {
         let p = bb.op(&format!("arith.mulf {}, {} : {t}", x[0], x[1]));
@@ -181,38 +197,48 @@ pub(super) fn gemm(e: &mut Emitter, n: &N) -> Result<String> {
         at.float_or("alpha", 1.0) as f64,
         at.float_or("beta", 1.0) as f64,
     );
+    // Loops (m, k, n): the innermost loop is contiguous in B and the output. A constant
+    // transposed B (the usual FC weight [n, k]) is stored transposed once, at compile time.
+    let wt =
+        n.g.konst(n.node.inputs[1].expect("present"))
+            .filter(|_| tb)
+            .map(|w| {
+                let (r, c) = (w.shape[0], w.shape[1]);
+                let idx: Vec<usize> = (0..r * c).map(|i| (i % r) * c + i / r).collect();
+                w.take(vec![c, r], &idx)
+            });
     let ae = if ta {
-        vec![d(2), d(0)]
+        vec![d(1), d(0)]
     } else {
-        vec![d(0), d(2)]
+        vec![d(0), d(1)]
     };
-    let be = if tb {
-        vec![d(1), d(2)]
-    } else {
-        vec![d(2), d(1)]
+    let (bs, bshape, be) = match wt {
+        Some(w) => {
+            let shape = w.shape.clone();
+            (e.constant(&w, Some("weight_t")), shape, vec![d(1), d(2)])
+        }
+        None if tb => (n.input(e, 1), b.shape.clone(), vec![d(2), d(1)]),
+        None => (n.input(e, 1), b.shape.clone(), vec![d(1), d(2)]),
     };
     let as_ = n.input(e, 0);
-    let bs = n.input(e, 1);
     let ins = vec![
         op(as_, dt, &a.shape, amap(3, &ae)),
-        op(bs, dt, &b.shape, amap(3, &be)),
+        op(bs, dt, &bshape, amap(3, &be)),
     ];
     let t = dt.mlir();
     // With alpha = beta = 1 the bias seeds the accumulator; otherwise scale afterwards.
     let simple = alpha == 1.0 && beta == 1.0 && n.has(2);
     let init = if simple {
-        let c = n.in_ty(2).clone();
         let ins = operands(e, n, &[2], &out.shape);
-        let _ = c;
         map(e, ins, dt, &out.shape, |_, x| x[0].clone())
     } else {
         fill_scalar(e, dt, &out.shape, 0.0)
     };
-    let outop = op(init, dt, &out.shape, amap(3, &[d(0), d(1)]));
+    let outop = op(init, dt, &out.shape, amap(3, &[d(0), d(2)]));
     let y = e.generic(
         &ins,
         &outop,
-        &["parallel", "parallel", "reduction"],
+        &["parallel", "reduction", "parallel"],
         |bb, x| {
             let p = bb.op(&format!("arith.mulf {}, {} : {t}", x[0], x[1]));
             bb.op(&format!("arith.addf {}, {p} : {t}", x[2]))
