@@ -10,7 +10,9 @@ pub mod onnx;
 
 pub use error::{Error, Result};
 pub mod codegen;
+pub mod compress;
 pub mod ir;
 pub mod npz;
 pub mod pass;
+pub mod report;
 pub mod session;

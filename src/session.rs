@@ -97,3 +97,113 @@ impl Compiled {
         Ok(self.graph.output_names().into_iter().zip(outs).collect())
     }
 }
+
+/// Bind every symbolic dim to 1 unless `shapes` says otherwise (for weight-only work, where
+/// the batch size does not matter).
+pub fn load_default_bound(path: &Path, shapes: &HashMap<String, Vec<usize>>) -> Result<Graph> {
+    let mut g = crate::onnx::load(path)?;
+    let mut all = shapes.clone();
+    for i in &g.inputs {
+        let name = g.values[i.value].name.clone();
+        all.entry(name).or_insert_with(|| {
+            i.dims
+                .iter()
+                .map(|d| match d {
+                    crate::graph::Dim::Fixed(n) => *n,
+                    crate::graph::Dim::Sym(_) => 1,
+                })
+                .collect()
+        });
+    }
+    g.bind(&all)?;
+    infer::run(&mut g)?;
+    Ok(g)
+}
+
+/// Run `model` over inputs whose first dim is the sample axis, `batch` samples per call (the
+/// last call zero-padded); returns every output concatenated along the first dim.
+pub fn run_batched(
+    model: &Path,
+    inputs: &BTreeMap<String, Tensor>,
+    batch: usize,
+) -> Result<Vec<(String, Tensor)>> {
+    let n = inputs
+        .values()
+        .next()
+        .map(|t| t.shape.first().copied().unwrap_or(1))
+        .unwrap_or(0);
+    for (k, t) in inputs {
+        if t.shape.first().copied().unwrap_or(1) != n {
+            return Err(Error::input(
+                k,
+                format!(
+                    "has {} samples, other inputs {n}",
+                    t.shape.first().copied().unwrap_or(1)
+                ),
+            ));
+        }
+    }
+    let b = batch.clamp(1, n.max(1));
+    let shapes: HashMap<String, Vec<usize>> = inputs
+        .iter()
+        .map(|(k, t)| {
+            let mut s = t.shape.clone();
+            if !s.is_empty() {
+                s[0] = b;
+            }
+            (k.clone(), s)
+        })
+        .collect();
+    let c = Compiled::new(load_bound(model, &shapes)?)?;
+    let mut outs: Vec<(String, Vec<f64>, Vec<usize>, crate::graph::DType)> = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let take = b.min(n - start);
+        let chunk: BTreeMap<String, Tensor> = inputs
+            .iter()
+            .map(|(k, t)| (k.clone(), slice_rows(t, start, take, b)))
+            .collect();
+        for (i, (name, t)) in c.run_named(&chunk)?.into_iter().enumerate() {
+            let per = t.len() / b.max(1);
+            let v = t.to_f64_vec();
+            if outs.len() <= i {
+                outs.push((name, Vec::new(), t.shape.clone(), t.dtype()));
+            }
+            outs[i].1.extend_from_slice(&v[..per * take]);
+        }
+        start += take;
+    }
+    Ok(outs
+        .into_iter()
+        .map(|(name, v, mut shape, dt)| {
+            if !shape.is_empty() {
+                shape[0] = n;
+            }
+            (name, Tensor::from_f64(dt, shape, &v))
+        })
+        .collect())
+}
+
+/// Rows [start, start+take) of `t` along dim 0, zero-padded to `rows`.
+fn slice_rows(t: &Tensor, start: usize, take: usize, rows: usize) -> Tensor {
+    let per = t.len() / t.shape.first().copied().unwrap_or(1).max(1);
+    let mut idx: Vec<usize> = (start * per..(start + take) * per).collect();
+    let mut shape = t.shape.clone();
+    if shape.is_empty() {
+        return t.clone();
+    }
+    shape[0] = rows;
+    let pad = (rows - take) * per;
+    if pad == 0 {
+        return t.take(shape, &idx);
+    }
+    // Pad by repeating element 0 of the chunk, then zero it through a mask-free rebuild.
+    idx.extend(std::iter::repeat_n(start * per, pad));
+    let mut out = t.take(shape.clone(), &idx);
+    let mut v = out.to_f64_vec();
+    for x in &mut v[take * per..] {
+        *x = 0.0;
+    }
+    out = Tensor::from_f64(t.dtype(), shape, &v);
+    out
+}

@@ -22,8 +22,11 @@ macro_rules! declare_passes {
     };
 }
 
+mod common;
+
 declare_passes! {
     lower_to_llvm::LowerToLlvm = "lower-to-llvm",
+    prune_magnitude::PruneMagnitude = "prune-magnitude",
 }
 
 #[cfg(test)]

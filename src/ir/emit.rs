@@ -128,6 +128,40 @@ impl<'g> Emitter<'g> {
         s
     }
 
+    /// A layer's weight operand: always a resource blob (so passes see the full tensor in its
+    /// ONNX layout, or transposed when `tag.transposed`), tagged for the compression passes.
+    /// Runtime (non-constant) weights and already-materialised ones are returned as they are.
+    pub fn weight(&mut self, v: ValueId, tag: &WeightTag) -> String {
+        if let Some(s) = self.ssa.get(&v) {
+            return s.clone();
+        }
+        let Some(t) = self.g.konst(v).cloned() else {
+            return self.value(v);
+        };
+        let s = self.weight_tensor(&t, &self.g.values[v].name.clone(), tag);
+        self.ssa.insert(v, s.clone());
+        s
+    }
+
+    /// Emit `t` as the tagged weight named `name` (for weights rearranged at compile time).
+    pub fn weight_tensor(&mut self, t: &Tensor, name: &str, tag: &WeightTag) -> String {
+        let ty = tty_of(t.dtype(), &t.shape);
+        let r = self.fresh();
+        let res = format!("{}_{}", sanitize(name), self.resources.len());
+        let mut blob = (t.dtype().size().max(4) as u32).to_le_bytes().to_vec();
+        blob.extend(t.to_le_bytes());
+        self.resources.push((res.clone(), blob));
+        self.line(&format!(
+            "{r} = arith.constant {{bonsai.weight = \"{}\", bonsai.layer = \"{}\", bonsai.kind = \"{}\", bonsai.out_dim = {} : i64, bonsai.transposed = {}}} dense_resource<{res}> : {ty}",
+            escape(name),
+            escape(&tag.layer),
+            tag.kind,
+            tag.out_dim,
+            tag.transposed
+        ));
+        r
+    }
+
     /// Emit a constant tensor: inline `dense<...>` when small or splat, else a resource blob.
     pub fn constant(&mut self, t: &Tensor, hint: Option<&str>) -> String {
         let ty = tty_of(t.dtype(), &t.shape);
@@ -387,6 +421,22 @@ impl Body {
         writeln!(self.lines, "{r} = {text}").unwrap();
         r
     }
+}
+
+/// How a weight is used, recorded on its constant for the compression passes.
+pub struct WeightTag {
+    /// The ONNX node the weight belongs to.
+    pub layer: String,
+    /// `conv`, `gemm` or `matmul`.
+    pub kind: &'static str,
+    /// The output-channel axis of the stored tensor; every other axis is reduced over.
+    pub out_dim: usize,
+    /// Stored transposed relative to the ONNX initializer.
+    pub transposed: bool,
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 fn sanitize(s: &str) -> String {

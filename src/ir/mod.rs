@@ -2,6 +2,7 @@
 
 pub mod emit;
 pub mod lower;
+pub mod weights;
 
 use std::sync::{Arc, Mutex};
 

@@ -1,5 +1,6 @@
 //! ONNX frontend: decode a model file into a [`Graph`]. No MLIR here.
 
+pub mod export;
 pub mod tensor;
 
 use std::collections::HashMap;

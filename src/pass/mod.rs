@@ -121,7 +121,13 @@ impl PassManager {
         for step in &self.steps {
             match step {
                 Step::Bonsai(p) => {
-                    p.run(mlir, module)?;
+                    p.run(mlir, module).map_err(|e| match e {
+                        Error::Option { option, msg } => Error::Option {
+                            option: format!("{}{{{option}}}", p.name()),
+                            msg,
+                        },
+                        e => e,
+                    })?;
                     mlir.verify(module).map_err(|e| Error::Pass {
                         pass: p.name().into(),
                         msg: format!("left a module that does not verify: {e}"),

@@ -5,7 +5,7 @@ use super::shape::pad_with;
 use super::{scalar, N};
 use crate::error::Result;
 use crate::graph::{DType, Tensor};
-use crate::ir::emit::{amap, bcast_map, d, flit, tty_of, Emitter, Operand};
+use crate::ir::emit::{amap, bcast_map, d, flit, tty_of, Emitter, Operand, WeightTag};
 
 fn op(ssa: String, dt: DType, shape: &[usize], map: String) -> Operand {
     Operand {
@@ -54,7 +54,13 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
     let xg_s = e.reshape(&xp, dt, &pshape, &xg);
     let mut wg = vec![group, og, cg];
     wg.extend(&w.shape[2..]);
-    let ws = n.input(e, 1);
+    let tag = WeightTag {
+        layer: n.node.name.clone(),
+        kind: "conv",
+        out_dim: 0,
+        transposed: false,
+    };
+    let ws = e.weight(n.node.inputs[1].expect("present"), &tag);
     let wg_s = e.reshape(&ws, dt, &w.shape, &wg);
     let mut yg = vec![nb, group, og];
     yg.extend(&out.shape[2..]);
@@ -167,7 +173,17 @@ pub(super) fn matmul(e: &mut Emitter, n: &N) -> Result<String> {
     }
     let ye: Vec<String> = (0..ro).map(d).collect();
     let as_ = n.input(e, 0);
-    let bs = n.input(e, 1);
+    let bs = if b.rank() == 2 {
+        let tag = WeightTag {
+            layer: n.node.name.clone(),
+            kind: "matmul",
+            out_dim: 1,
+            transposed: false,
+        };
+        e.weight(n.node.inputs[1].expect("present"), &tag)
+    } else {
+        n.input(e, 1)
+    };
     let ins = vec![
         op(as_, dt, &a.shape, amap(nl, &ae)),
         op(bs, dt, &b.shape, amap(nl, &be)),
@@ -215,10 +231,33 @@ pub(super) fn gemm(e: &mut Emitter, n: &N) -> Result<String> {
     let (bs, bshape, be) = match wt {
         Some(w) => {
             let shape = w.shape.clone();
-            (e.constant(&w, Some("weight_t")), shape, vec![d(1), d(2)])
+            let name = n.g.values[n.node.inputs[1].expect("present")].name.clone();
+            let tag = WeightTag {
+                layer: n.node.name.clone(),
+                kind: "gemm",
+                out_dim: 1,
+                transposed: true,
+            };
+            (e.weight_tensor(&w, &name, &tag), shape, vec![d(1), d(2)])
         }
-        None if tb => (n.input(e, 1), b.shape.clone(), vec![d(2), d(1)]),
-        None => (n.input(e, 1), b.shape.clone(), vec![d(1), d(2)]),
+        None => {
+            let tag = WeightTag {
+                layer: n.node.name.clone(),
+                kind: "gemm",
+                out_dim: if tb { 0 } else { 1 },
+                transposed: false,
+            };
+            let w = e.weight(n.node.inputs[1].expect("present"), &tag);
+            (
+                w,
+                b.shape.clone(),
+                if tb {
+                    vec![d(2), d(1)]
+                } else {
+                    vec![d(1), d(2)]
+                },
+            )
+        }
     };
     let as_ = n.input(e, 0);
     let ins = vec![

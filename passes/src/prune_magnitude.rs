@@ -1,0 +1,143 @@
+//! `prune-magnitude`: zero the weights of smallest magnitude.
+//!
+//! Options (one threshold kind at a time):
+//! - `sparsity=S` in [0, 1): the fraction of weights to remove, per layer
+//!   (`granularity=layer`, default) or ranked across all layers (`granularity=global`);
+//! - `threshold=T`: remove |w| < T (absolute);
+//! - `relative=R`: remove |w| < R x std(w) of the layer (Han et al.'s quality parameter);
+//! - `exclude=a,b`: layers (ONNX node names) or weights left alone.
+
+use bonsai::ir::weights::{weights, Weight};
+use bonsai::ir::Mlir;
+use bonsai::pass::{Options, Pass};
+use bonsai::{Error, Result};
+use melior::ir::Module;
+
+use crate::common::{fraction, list, smallest};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Target {
+    Sparsity(f64),
+    Absolute(f64),
+    Relative(f64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Granularity {
+    Layer,
+    Global,
+}
+
+pub struct PruneMagnitude {
+    target: Target,
+    granularity: Granularity,
+    exclude: Vec<String>,
+}
+
+impl PruneMagnitude {
+    pub const SUMMARY: &'static str = "zero the smallest-magnitude weights (per layer or global; sparsity, absolute or relative threshold)";
+
+    pub fn create(opts: &Options) -> Result<Box<dyn Pass>> {
+        opts.expect_keys(&["sparsity", "threshold", "relative", "granularity", "exclude"])?;
+        let given: Vec<&str> = ["sparsity", "threshold", "relative"].into_iter().filter(|k| opts.get(k).is_some()).collect();
+        if given.len() > 1 {
+            return Err(Error::option(given[1], format!("give one of sparsity, threshold, relative (got {})", given.join(" and "))));
+        }
+        let target = if let Some(s) = fraction(opts, "sparsity")? {
+            Target::Sparsity(s)
+        } else if opts.get("threshold").is_some() {
+            let t = opts.f64_or("threshold", 0.0)?;
+            if t < 0.0 {
+                return Err(Error::option("threshold", format!("must be >= 0, got {t}")));
+            }
+            Target::Absolute(t)
+        } else if opts.get("relative").is_some() {
+            let r = opts.f64_or("relative", 0.0)?;
+            if r < 0.0 {
+                return Err(Error::option("relative", format!("must be >= 0, got {r}")));
+            }
+            Target::Relative(r)
+        } else {
+            Target::Sparsity(0.5)
+        };
+        let granularity = match opts.get("granularity").unwrap_or("layer") {
+            "layer" => Granularity::Layer,
+            "global" => Granularity::Global,
+            g => return Err(Error::option("granularity", format!("'{g}' is not one of layer, global"))),
+        };
+        if granularity == Granularity::Global && !matches!(target, Target::Sparsity(_)) {
+            return Err(Error::option("granularity", "global ranking needs a sparsity target"));
+        }
+        Ok(Box::new(PruneMagnitude { target, granularity, exclude: list(opts, "exclude") }))
+    }
+
+    fn selected(&self, module: &Module) -> Result<Vec<Weight>> {
+        let all = weights(module);
+        for x in &self.exclude {
+            if !all.iter().any(|w| &w.layer == x || &w.name == x) {
+                let names: Vec<&str> = all.iter().map(|w| w.layer.as_str()).collect();
+                return Err(Error::option("exclude", format!("no layer or weight named '{x}' (layers: {})", names.join(", "))));
+            }
+        }
+        Ok(all.into_iter().filter(|w| !self.exclude.iter().any(|x| x == &w.layer || x == &w.name)).collect())
+    }
+}
+
+impl Pass for PruneMagnitude {
+    fn name(&self) -> &'static str {
+        "prune-magnitude"
+    }
+
+    fn run(&self, _mlir: &Mlir, module: &mut Module) -> Result<()> {
+        let ws = self.selected(module)?;
+        let mut vals: Vec<Vec<f32>> = Vec::with_capacity(ws.len());
+        for w in &ws {
+            match w.read()?.data {
+                bonsai::graph::Data::F32(v) => vals.push(v),
+                _ => unreachable!("read returns f32"),
+            }
+        }
+        match (self.granularity, self.target) {
+            (Granularity::Global, Target::Sparsity(s)) => {
+                let scores: Vec<f32> = vals.iter().flatten().map(|x| x.abs()).collect();
+                let k = (s * scores.len() as f64).floor() as usize;
+                let mut offs = Vec::new();
+                let mut o = 0;
+                for v in &vals {
+                    offs.push(o);
+                    o += v.len();
+                }
+                for i in smallest(&scores, k) {
+                    let l = offs.partition_point(|&x| x <= i) - 1;
+                    vals[l][i - offs[l]] = 0.0;
+                }
+            }
+            (_, target) => {
+                for v in &mut vals {
+                    let n = v.len();
+                    match target {
+                        Target::Sparsity(s) => {
+                            let scores: Vec<f32> = v.iter().map(|x| x.abs()).collect();
+                            for i in smallest(&scores, (s * n as f64).floor() as usize) {
+                                v[i] = 0.0;
+                            }
+                        }
+                        Target::Absolute(t) => v.iter_mut().filter(|x| (x.abs() as f64) < t).for_each(|x| *x = 0.0),
+                        Target::Relative(r) => {
+                            let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n.max(1) as f64;
+                            let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n.max(1) as f64;
+                            let t = r * var.sqrt();
+                            v.iter_mut().filter(|x| (x.abs() as f64) < t).for_each(|x| *x = 0.0);
+                        }
+                    }
+                }
+            }
+        }
+        for (w, v) in ws.iter().zip(vals) {
+            let zeros = v.iter().filter(|&&x| x == 0.0).count();
+            w.write(&bonsai::graph::Tensor::f32(w.shape.clone(), v))?;
+            w.set_tag("bonsai.sparsity", &format!("{:.6} : f64", zeros as f64 / w.numel().max(1) as f64))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,171 @@
+//! `bonsai compress`: run a pass pipeline over a model's weights, write the compressed ONNX,
+//! verify it against the original on held-out inputs, report.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::graph::{Graph, Tensor};
+use crate::ir::{lower, weights::weights, Mlir};
+use crate::pass::PassManager;
+use crate::report::{self, LayerStats, Report};
+
+/// Weights after the pipeline, in ONNX layout, plus per-layer stats.
+pub struct Compressed {
+    pub weights: HashMap<String, Tensor>,
+    pub layers: Vec<LayerStats>,
+}
+
+/// Lower `g`, run `pm`, read the tagged weights back.
+pub fn apply(g: &Graph, pm: &PassManager) -> Result<Compressed> {
+    let mlir = Mlir::new();
+    let text = lower::lower(g)?;
+    let mut m = mlir.parse(&text)?;
+    pm.run(&mlir, &mut m)?;
+    let mut out = Compressed {
+        weights: HashMap::new(),
+        layers: Vec::new(),
+    };
+    for w in weights(&m) {
+        let t = w.read_onnx_layout()?;
+        let out_dim = if w.transposed {
+            1 - w.out_dim
+        } else {
+            w.out_dim
+        };
+        out.layers.push(report::layer_stats(
+            g, &w.layer, &w.name, &w.kind, out_dim, &t,
+        ));
+        out.weights.insert(w.name.clone(), t);
+    }
+    Ok(out)
+}
+
+/// Held-out evaluation data: arrays keyed by graph input name, plus optional `labels`.
+pub struct EvalData {
+    pub inputs: BTreeMap<String, Tensor>,
+    pub labels: Option<Vec<i64>>,
+    pub synthetic: bool,
+}
+
+impl EvalData {
+    pub fn from_npz(path: &Path, g: &Graph) -> Result<EvalData> {
+        let mut all = crate::npz::read(path)?;
+        let labels = all.remove("labels").map(|t| t.to_i64_vec());
+        let names = g.input_names();
+        for k in all.keys() {
+            if !names.contains(k) {
+                return Err(Error::input(
+                    k,
+                    format!(
+                        "in {} is not a model input (inputs: {}; plus optional 'labels')",
+                        path.display(),
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+        for n in &names {
+            if !all.contains_key(n) {
+                return Err(Error::input(n, format!("missing from {}", path.display())));
+            }
+        }
+        Ok(EvalData {
+            inputs: all,
+            labels,
+            synthetic: false,
+        })
+    }
+
+    /// Deterministic pseudo-random inputs in [-1, 1) (ints in [0, 8)): a weak check, used only
+    /// when the user gives no data.
+    pub fn synthetic(g: &Graph, samples: usize) -> EvalData {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let inputs = g
+            .inputs
+            .iter()
+            .map(|i| {
+                let ty = g.ty(i.value).expect("bound");
+                let mut shape = ty.shape.clone();
+                if !shape.is_empty() {
+                    shape[0] = samples;
+                }
+                let n: usize = shape.iter().product();
+                let v: Vec<f64> = (0..n)
+                    .map(|_| {
+                        if ty.dtype.is_float() {
+                            next() * 2.0 - 1.0
+                        } else {
+                            (next() * 8.0).floor()
+                        }
+                    })
+                    .collect();
+                (
+                    g.values[i.value].name.clone(),
+                    Tensor::from_f64(ty.dtype, shape, &v),
+                )
+            })
+            .collect();
+        EvalData {
+            inputs,
+            labels: None,
+            synthetic: true,
+        }
+    }
+}
+
+/// Compress `model` into `out` and verify. Nothing is written unless the output compiles and
+/// runs; the report carries the fidelity measured on `eval`.
+pub fn compress(
+    model: &Path,
+    g: &Graph,
+    pm: &PassManager,
+    pipeline: &str,
+    out: &Path,
+    eval: &EvalData,
+    batch: usize,
+) -> Result<Report> {
+    let c = apply(g, pm)?;
+    let bytes = crate::onnx::export::replace_weights(model, &c.weights)?;
+    // Verify from a temporary file next to the output, then move it into place.
+    let tmp = out.with_extension("verify~.onnx");
+    std::fs::write(&tmp, &bytes).map_err(|e| Error::io(&tmp, e))?;
+    let result = (|| {
+        let a = crate::session::run_batched(model, &eval.inputs, batch)?;
+        let b = crate::session::run_batched(&tmp, &eval.inputs, batch)?;
+        Ok::<_, Error>(report::fidelity(&a[0].1, &b[0].1, eval.labels.as_deref()))
+    })();
+    let fid = match result {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
+    let (before, after, sparsity, fd, fe) = report::totals(&c.layers);
+    Ok(Report {
+        model: model.display().to_string(),
+        pipeline: pipeline.to_string(),
+        layers: c.layers,
+        weight_bytes_before: before,
+        weight_bytes_after: after,
+        ratio: if after == 0 {
+            0.0
+        } else {
+            before as f64 / after as f64
+        },
+        sparsity,
+        flops_dense: fd,
+        flops_effective: fe,
+        fidelity: Some(fid),
+        output_file: out.display().to_string(),
+        output_bytes: bytes.len(),
+    })
+}
