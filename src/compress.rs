@@ -38,6 +38,9 @@ pub fn apply(g: &Graph, pm: &PassManager) -> Result<Compressed> {
         ));
         out.weights.insert(w.name.clone(), t);
     }
+    for b in crate::ir::weights::biases(&m) {
+        out.weights.insert(b.name.clone(), b.read()?);
+    }
     Ok(out)
 }
 

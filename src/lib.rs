@@ -9,6 +9,7 @@ pub mod graph;
 pub mod onnx;
 
 pub use error::{Error, Result};
+pub mod calib;
 pub mod codegen;
 pub mod compress;
 pub mod ir;

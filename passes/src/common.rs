@@ -1,5 +1,7 @@
 //! Numerics shared by the compression passes (not a pass).
 
+use bonsai::graph::{Data, Tensor};
+use bonsai::ir::weights::Weight;
 use bonsai::pass::Options;
 use bonsai::{Error, Result};
 
@@ -35,6 +37,163 @@ pub fn smallest(scores: &[f32], k: usize) -> Vec<usize> {
     idx.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
     idx.truncate(k);
     idx
+}
+
+/// A weight viewed as a matrix [rows = output channels, cols = reduction], in the column
+/// order calibration uses (the ONNX layout's reduction order).
+pub struct RowView {
+    pub rows: usize,
+    pub cols: usize,
+    pub v: Vec<f64>,
+}
+
+pub fn row_view(w: &Weight) -> Result<RowView> {
+    let t = w.read()?;
+    let rows = w.shape.get(w.out_dim).copied().unwrap_or(1);
+    let cols = w.numel() / rows.max(1);
+    let src = t.to_f64_vec();
+    let v = if w.out_dim == 0 {
+        src
+    } else {
+        // 2-D [K, N] stored with out_dim 1: rows are columns.
+        let n = w.shape[1];
+        (0..rows * cols)
+            .map(|i| src[(i % cols) * n + i / cols])
+            .collect()
+    };
+    Ok(RowView { rows, cols, v })
+}
+
+pub fn write_rows(w: &Weight, r: &RowView) -> Result<()> {
+    let out: Vec<f32> = if w.out_dim == 0 {
+        r.v.iter().map(|&x| x as f32).collect()
+    } else {
+        let n = w.shape[1];
+        (0..r.rows * r.cols)
+            .map(|i| r.v[(i % n) * r.cols + i / n] as f32)
+            .collect()
+    };
+    w.write(&Tensor::new(w.shape.clone(), Data::F32(out)))?;
+    let zeros = r.v.iter().filter(|&&x| x == 0.0).count();
+    w.set_tag(
+        "bonsai.sparsity",
+        &format!("{:.6} : f64", zeros as f64 / r.v.len().max(1) as f64),
+    )
+}
+
+/// Per-layer sparsities: uniform, or from a global magnitude ranking across the layers.
+pub fn allocate(views: &[RowView], sparsity: f64, global: bool) -> Vec<f64> {
+    if !global {
+        return vec![sparsity; views.len()];
+    }
+    let scores: Vec<f32> = views
+        .iter()
+        .flat_map(|r| r.v.iter().map(|x| x.abs() as f32))
+        .collect();
+    let k = (sparsity * scores.len() as f64).floor() as usize;
+    let mut per = vec![0usize; views.len()];
+    let mut offs = Vec::new();
+    let mut o = 0;
+    for r in views {
+        offs.push(o);
+        o += r.v.len();
+    }
+    for i in smallest(&scores, k) {
+        per[offs.partition_point(|&x| x <= i) - 1] += 1;
+    }
+    per.iter()
+        .zip(views)
+        .map(|(&p, r)| p as f64 / r.v.len().max(1) as f64)
+        .collect()
+}
+
+/// Parse `pattern=unstructured|N:M`.
+pub fn pattern(opts: &Options) -> Result<Option<(usize, usize)>> {
+    match opts.get("pattern").unwrap_or("unstructured") {
+        "unstructured" => Ok(None),
+        p => {
+            let (n, m) = p
+                .split_once(':')
+                .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+                .ok_or_else(|| {
+                    Error::option(
+                        "pattern",
+                        format!("'{p}' is not 'unstructured' or N:M (e.g. 2:4)"),
+                    )
+                })?;
+            if m == 0 || n > m {
+                return Err(Error::option(
+                    "pattern",
+                    format!("N:M needs 0 <= N <= M and M > 0, got {n}:{m}"),
+                ));
+            }
+            Ok(Some((n, m)))
+        }
+    }
+}
+
+/// The module's weights minus `exclude` (layer or weight names, each of which must exist).
+pub fn select(module: &melior::ir::Module, exclude: &[String]) -> Result<Vec<Weight>> {
+    let all = bonsai::ir::weights::weights(module);
+    for x in exclude {
+        if !all.iter().any(|w| &w.layer == x || &w.name == x) {
+            let names: Vec<&str> = all.iter().map(|w| w.layer.as_str()).collect();
+            return Err(Error::option(
+                "exclude",
+                format!(
+                    "no layer or weight named '{x}' (layers: {})",
+                    names.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(all
+        .into_iter()
+        .filter(|w| !exclude.iter().any(|x| x == &w.layer || x == &w.name))
+        .collect())
+}
+
+/// Bias correction: keep each output's mean on the calibration inputs where it was, by adding
+/// (W - W') E[x] to the layer's bias (a no-op for layers without a constant bias).
+pub fn correct_bias(
+    cx: &bonsai::pass::PassContext,
+    pass: &str,
+    module: &melior::ir::Module,
+    w: &Weight,
+    before: &RowView,
+    after: &RowView,
+) -> Result<()> {
+    let c = cx.calib_for(pass, &w.name)?;
+    let Some(b) = bonsai::ir::weights::bias_of(module, &w.name) else {
+        return Ok(());
+    };
+    let mut bv = b.read()?.to_f64_vec();
+    if bv.len() != after.rows {
+        return Ok(());
+    }
+    let rpg = after.rows / c.groups;
+    let k = after.cols;
+    let means: Vec<Vec<f64>> = (0..c.groups).map(|g| c.mean(g)).collect();
+    for (o, bo) in bv.iter_mut().enumerate() {
+        let mu = &means[o / rpg];
+        *bo += (0..k)
+            .map(|j| (before.v[o * k + j] - after.v[o * k + j]) * mu[j])
+            .sum::<f64>();
+    }
+    b.write(&Tensor::new(
+        b.shape.clone(),
+        Data::F32(bv.iter().map(|&x| x as f32).collect()),
+    ))
+}
+
+/// `correct_bias=true|false`.
+pub fn flag(opts: &Options, key: &str, default: bool) -> Result<bool> {
+    match opts.get(key) {
+        None => Ok(default),
+        Some("true") | Some("1") => Ok(true),
+        Some("false") | Some("0") => Ok(false),
+        Some(v) => Err(Error::option(key, format!("'{v}' is not true or false"))),
+    }
 }
 
 #[cfg(test)]

@@ -23,10 +23,13 @@ macro_rules! declare_passes {
 }
 
 mod common;
+mod obs;
 
 declare_passes! {
     lower_to_llvm::LowerToLlvm = "lower-to-llvm",
     prune_magnitude::PruneMagnitude = "prune-magnitude",
+    prune_sparsegpt::PruneSparsegpt = "prune-sparsegpt",
+    prune_wanda::PruneWanda = "prune-wanda",
 }
 
 #[cfg(test)]

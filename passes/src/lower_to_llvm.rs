@@ -2,8 +2,7 @@
 //! lower it to the LLVM dialect, exactly as the CPU backend does before JIT or AOT.
 
 use bonsai::codegen::cpu::LOWER_TO_LLVM;
-use bonsai::ir::Mlir;
-use bonsai::pass::{run_upstream, Options, Pass};
+use bonsai::pass::{run_upstream, Options, Pass, PassContext};
 use bonsai::Result;
 use melior::ir::Module;
 
@@ -23,7 +22,7 @@ impl Pass for LowerToLlvm {
         "lower-to-llvm"
     }
 
-    fn run(&self, mlir: &Mlir, module: &mut Module) -> Result<()> {
-        run_upstream(mlir, module, LOWER_TO_LLVM)
+    fn run(&self, cx: &PassContext, module: &mut Module) -> Result<()> {
+        run_upstream(cx.mlir, module, LOWER_TO_LLVM)
     }
 }

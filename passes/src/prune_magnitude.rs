@@ -7,9 +7,7 @@
 //! - `relative=R`: remove |w| < R x std(w) of the layer (Han et al.'s quality parameter);
 //! - `exclude=a,b`: layers (ONNX node names) or weights left alone.
 
-use bonsai::ir::weights::{weights, Weight};
-use bonsai::ir::Mlir;
-use bonsai::pass::{Options, Pass};
+use bonsai::pass::{Options, Pass, PassContext};
 use bonsai::{Error, Result};
 use melior::ir::Module;
 
@@ -70,17 +68,6 @@ impl PruneMagnitude {
         }
         Ok(Box::new(PruneMagnitude { target, granularity, exclude: list(opts, "exclude") }))
     }
-
-    fn selected(&self, module: &Module) -> Result<Vec<Weight>> {
-        let all = weights(module);
-        for x in &self.exclude {
-            if !all.iter().any(|w| &w.layer == x || &w.name == x) {
-                let names: Vec<&str> = all.iter().map(|w| w.layer.as_str()).collect();
-                return Err(Error::option("exclude", format!("no layer or weight named '{x}' (layers: {})", names.join(", "))));
-            }
-        }
-        Ok(all.into_iter().filter(|w| !self.exclude.iter().any(|x| x == &w.layer || x == &w.name)).collect())
-    }
 }
 
 impl Pass for PruneMagnitude {
@@ -88,8 +75,8 @@ impl Pass for PruneMagnitude {
         "prune-magnitude"
     }
 
-    fn run(&self, _mlir: &Mlir, module: &mut Module) -> Result<()> {
-        let ws = self.selected(module)?;
+    fn run(&self, _cx: &PassContext, module: &mut Module) -> Result<()> {
+        let ws = crate::common::select(module, &self.exclude)?;
         let mut vals: Vec<Vec<f32>> = Vec::with_capacity(ws.len());
         for w in &ws {
             match w.read()?.data {

@@ -143,6 +143,33 @@ impl<'g> Emitter<'g> {
         s
     }
 
+    /// A layer's bias: a resource blob tagged `bonsai.bias_of = WEIGHT` (for bias correction).
+    pub fn bias(&mut self, v: ValueId, weight: &str) -> String {
+        if let Some(s) = self.ssa.get(&v) {
+            return s.clone();
+        }
+        let Some(t) = self.g.konst(v).cloned() else {
+            return self.value(v);
+        };
+        let ty = tty_of(t.dtype(), &t.shape);
+        let r = self.fresh();
+        let res = format!(
+            "{}_{}",
+            sanitize(&self.g.values[v].name.clone()),
+            self.resources.len()
+        );
+        let mut blob = (t.dtype().size().max(4) as u32).to_le_bytes().to_vec();
+        blob.extend(t.to_le_bytes());
+        self.resources.push((res.clone(), blob));
+        self.line(&format!(
+            "{r} = arith.constant {{bonsai.bias_of = \"{}\", bonsai.bias = \"{}\"}} dense_resource<{res}> : {ty}",
+            escape(weight),
+            escape(&self.g.values[v].name.clone())
+        ));
+        self.ssa.insert(v, r.clone());
+        r
+    }
+
     /// Emit `t` as the tagged weight named `name` (for weights rearranged at compile time).
     pub fn weight_tensor(&mut self, t: &Tensor, name: &str, tag: &WeightTag) -> String {
         let ty = tty_of(t.dtype(), &t.shape);

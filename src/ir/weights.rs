@@ -51,10 +51,10 @@ unsafe fn attr(op: MlirOperation, name: &str) -> Option<MlirAttribute> {
     (!a.ptr.is_null()).then_some(a)
 }
 
-unsafe fn walk(op: MlirOperation, out: &mut Vec<MlirOperation>) {
+unsafe fn walk(op: MlirOperation, key: &str, out: &mut Vec<MlirOperation>) {
     unsafe {
         if string(mlirIdentifierStr(mlirOperationGetName(op))) == "arith.constant"
-            && attr(op, "bonsai.weight").is_some()
+            && attr(op, key).is_some()
         {
             out.push(op);
         }
@@ -64,7 +64,7 @@ unsafe fn walk(op: MlirOperation, out: &mut Vec<MlirOperation>) {
             while !block.ptr.is_null() {
                 let mut o = mlirBlockGetFirstOperation(block);
                 while !o.ptr.is_null() {
-                    walk(o, out);
+                    walk(o, key, out);
                     o = mlirOperationGetNextInBlock(o);
                 }
                 block = mlirBlockGetNextInRegion(block);
@@ -77,7 +77,7 @@ unsafe fn walk(op: MlirOperation, out: &mut Vec<MlirOperation>) {
 pub fn weights(module: &Module) -> Vec<Weight> {
     let mut ops = Vec::new();
     // SAFETY: walking a live module; the handles are used while it lives.
-    unsafe { walk(module.as_operation().to_raw(), &mut ops) };
+    unsafe { walk(module.as_operation().to_raw(), "bonsai.weight", &mut ops) };
     ops.into_iter()
         .map(|op| unsafe {
             let s = |k: &str| {
@@ -101,6 +101,37 @@ pub fn weights(module: &Module) -> Vec<Weight> {
                 transposed: attr(op, "bonsai.transposed").is_some_and(|a| mlirBoolAttrGetValue(a)),
                 shape,
             }
+        })
+        .collect()
+}
+
+/// The bias constant tagged `bonsai.bias_of = weight`, as a writable handle (its `name` is the
+/// bias's own ONNX name, `layer` the weight it belongs to).
+pub fn bias_of(module: &Module, weight: &str) -> Option<Weight> {
+    biases(module).into_iter().find(|b| b.layer == weight)
+}
+
+/// Every tagged bias constant.
+pub fn biases(module: &Module) -> Vec<Weight> {
+    let mut ops = Vec::new();
+    // SAFETY: walking a live module.
+    unsafe { walk(module.as_operation().to_raw(), "bonsai.bias_of", &mut ops) };
+    ops.into_iter()
+        .filter_map(|op| unsafe {
+            let of = string(mlirStringAttrGetValue(attr(op, "bonsai.bias_of")?));
+            let value = attr(op, "value")?;
+            let ty = mlirAttributeGetType(value);
+            Some(Weight {
+                op,
+                name: string(mlirStringAttrGetValue(attr(op, "bonsai.bias")?)),
+                layer: of,
+                kind: "bias".into(),
+                out_dim: 0,
+                transposed: false,
+                shape: (0..mlirShapedTypeGetRank(ty))
+                    .map(|i| mlirShapedTypeGetDimSize(ty, i as isize) as usize)
+                    .collect(),
+            })
         })
         .collect()
 }

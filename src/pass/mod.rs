@@ -11,6 +11,7 @@ use melior::pass::PassManager as MlirPassManager;
 
 pub use pipeline::{parse_pipeline, Element, Options};
 
+use crate::calib::{Calibration, LayerCalib};
 use crate::error::{Error, Result};
 use crate::ir::Mlir;
 
@@ -18,7 +19,33 @@ use crate::ir::Mlir;
 /// (`prune-magnitude`), derived from the type name (`PruneMagnitude`).
 pub trait Pass {
     fn name(&self) -> &'static str;
-    fn run(&self, mlir: &Mlir, module: &mut Module) -> Result<()>;
+    /// Whether the pass reads calibration statistics (`--calib`).
+    fn needs_calibration(&self) -> bool {
+        false
+    }
+    fn run(&self, cx: &PassContext, module: &mut Module) -> Result<()>;
+}
+
+/// What a pass may use besides the module.
+pub struct PassContext<'a> {
+    pub mlir: &'a Mlir,
+    /// Layer input statistics from `--calib` data, keyed by weight name.
+    pub calib: Option<&'a Calibration>,
+}
+
+impl PassContext<'_> {
+    /// The statistics of `weight`, or an error naming the pass and the missing `--calib`.
+    pub fn calib_for(&self, pass: &str, weight: &str) -> Result<&LayerCalib> {
+        let c = self.calib.ok_or_else(|| Error::Pass {
+            pass: pass.into(),
+            msg: "needs calibration data: give --calib DATA.npz (inputs keyed by graph input name)"
+                .into(),
+        })?;
+        c.get(weight).ok_or_else(|| Error::Pass {
+            pass: pass.into(),
+            msg: format!("no calibration statistics for weight '{weight}'"),
+        })
+    }
 }
 
 /// Builds a pass from its `{key=value ...}` options (rejecting unknown keys).
@@ -75,6 +102,8 @@ pub struct PassManager {
     steps: Vec<Step>,
     /// Print the IR after each step (to stderr), as `--mlir-print-ir-after-all`.
     pub print_after_all: bool,
+    /// Calibration statistics handed to the passes that need them.
+    pub calibration: Option<Calibration>,
 }
 
 impl PassManager {
@@ -109,6 +138,7 @@ impl PassManager {
         Ok(PassManager {
             steps,
             print_after_all: false,
+            calibration: None,
         })
     }
 
@@ -116,12 +146,22 @@ impl PassManager {
         self.steps.is_empty()
     }
 
+    pub fn needs_calibration(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s, Step::Bonsai(p) if p.needs_calibration()))
+    }
+
     /// Run every step, verifying the module after each.
     pub fn run(&self, mlir: &Mlir, module: &mut Module) -> Result<()> {
         for step in &self.steps {
             match step {
                 Step::Bonsai(p) => {
-                    p.run(mlir, module).map_err(|e| match e {
+                    let cx = PassContext {
+                        mlir,
+                        calib: self.calibration.as_ref(),
+                    };
+                    p.run(&cx, module).map_err(|e| match e {
                         Error::Option { option, msg } => Error::Option {
                             option: format!("{}{{{option}}}", p.name()),
                             msg,

@@ -81,6 +81,10 @@ Passes: bonsai-opt --list-passes."
         /// Held-out inputs (and optional 'labels') to verify on; not used for calibration.
         #[arg(long)]
         eval: Option<PathBuf>,
+        /// Calibration inputs (np.savez keyed by graph input name, first dim = samples) for the
+        /// activation-aware and second-order passes. Must differ from --eval.
+        #[arg(long)]
+        calib: Option<PathBuf>,
         /// Samples per compiled call when verifying.
         #[arg(long, default_value_t = 256)]
         batch: usize,
@@ -199,6 +203,7 @@ fn real_main(cli: Cli) -> Result<()> {
             output,
             passes,
             eval,
+            calib,
             batch,
             report,
             shapes,
@@ -212,7 +217,22 @@ fn real_main(cli: Cli) -> Result<()> {
             }
             let g = bonsai::session::load_default_bound(&model, &parse_shapes(&shapes.shapes)?)?;
             let registry = bonsai_passes::registry();
-            let pm = bonsai::pass::PassManager::parse(&registry, &passes)?;
+            let mut pm = bonsai::pass::PassManager::parse(&registry, &passes)?;
+            if let (Some(c), Some(e)) = (&calib, &eval) {
+                if c.canonicalize().ok() == e.canonicalize().ok() {
+                    bail!("options --calib and --eval: the same file; fidelity must be measured on inputs not used for calibration");
+                }
+            }
+            match &calib {
+                Some(c) => {
+                    let data = bonsai::compress::EvalData::from_npz(c, &g)?;
+                    pm.calibration = Some(bonsai::calib::capture(&model, &data.inputs, batch)?);
+                }
+                None if pm.needs_calibration() => {
+                    bail!("option --calib: the pipeline '{passes}' needs calibration data (np.savez of inputs keyed by graph input name)")
+                }
+                None => {}
+            }
             let data = match &eval {
                 Some(p) => bonsai::compress::EvalData::from_npz(p, &g)?,
                 None => bonsai::compress::EvalData::synthetic(&g, 8),

@@ -67,7 +67,8 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
 
     // Accumulator: bias broadcast, or zeros.
     let init = if n.has(2) {
-        let bs = n.input(e, 2);
+        let wname = n.g.values[n.node.inputs[1].expect("present")].name.clone();
+        let bs = e.bias(n.node.inputs[2].expect("present"), &wname);
         let b3 = e.reshape(&bs, dt, &[m], &[group, og]);
         let ins = vec![op(b3, dt, &[group, og], amap(yg.len(), &[d(1), d(2)]))];
         map(e, ins, dt, &yg, |_, a| a[0].clone())
@@ -267,6 +268,10 @@ pub(super) fn gemm(e: &mut Emitter, n: &N) -> Result<String> {
     let t = dt.mlir();
     // With alpha = beta = 1 the bias seeds the accumulator; otherwise scale afterwards.
     let simple = alpha == 1.0 && beta == 1.0 && n.has(2);
+    if n.has(2) && n.in_ty(2).numel() == out.shape[1] {
+        let wname = n.g.values[n.node.inputs[1].expect("present")].name.clone();
+        e.bias(n.node.inputs[2].expect("present"), &wname);
+    }
     let init = if simple {
         let ins = operands(e, n, &[2], &out.shape);
         map(e, ins, dt, &out.shape, |_, x| x[0].clone())

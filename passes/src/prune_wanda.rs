@@ -1,0 +1,90 @@
+//! `prune-wanda`: activation-aware pruning (Wanda): score |W_ij| x ||X_j||, compared within each
+//! output channel, no weight update. Needs `--calib`.
+//!
+//! Options: `sparsity=S` (default 0.5), `granularity=layer|global` (global: per-layer
+//! sparsities from a global magnitude ranking), `pattern=unstructured|N:M`, `exclude=a,b`,
+//! `correct_bias=true`.
+
+use bonsai::pass::{Options, Pass, PassContext};
+use bonsai::{Error, Result};
+use melior::ir::Module;
+
+use crate::common::{allocate, correct_bias, flag, fraction, list, pattern, row_view, smallest, write_rows, RowView};
+
+pub struct PruneWanda {
+    sparsity: f64,
+    global: bool,
+    nm: Option<(usize, usize)>,
+    exclude: Vec<String>,
+    correct_bias: bool,
+}
+
+impl PruneWanda {
+    pub const SUMMARY: &'static str = "activation-aware pruning, |W| x ||X|| per output channel (Wanda); needs --calib";
+
+    pub fn create(opts: &Options) -> Result<Box<dyn Pass>> {
+        opts.expect_keys(&["sparsity", "granularity", "pattern", "exclude", "correct_bias"])?;
+        let global = match opts.get("granularity").unwrap_or("layer") {
+            "layer" => false,
+            "global" => true,
+            g => return Err(Error::option("granularity", format!("'{g}' is not one of layer, global"))),
+        };
+        Ok(Box::new(PruneWanda {
+            sparsity: fraction(opts, "sparsity")?.unwrap_or(0.5),
+            global,
+            nm: pattern(opts)?,
+            exclude: list(opts, "exclude"),
+            correct_bias: flag(opts, "correct_bias", true)?,
+        }))
+    }
+}
+
+impl Pass for PruneWanda {
+    fn name(&self) -> &'static str {
+        "prune-wanda"
+    }
+
+    fn needs_calibration(&self) -> bool {
+        true
+    }
+
+    fn run(&self, cx: &PassContext, module: &mut Module) -> Result<()> {
+        let ws = crate::common::select(module, &self.exclude)?;
+        let mut views = Vec::new();
+        for w in &ws {
+            views.push(row_view(w)?);
+        }
+        let per = allocate(&views, self.sparsity, self.global);
+        for ((w, view), s) in ws.iter().zip(views.iter_mut()).zip(per) {
+            let c = cx.calib_for(self.name(), &w.name)?;
+            let rows_per_group = view.rows / c.groups;
+            let k = view.cols;
+            let before = RowView { rows: view.rows, cols: view.cols, v: view.v.clone() };
+            for r in 0..view.rows {
+                let norms = c.col_sq_norms(r / rows_per_group);
+                let row = &mut view.v[r * k..(r + 1) * k];
+                let score: Vec<f32> = row.iter().zip(&norms).map(|(w, n)| (w.abs() * n.sqrt()) as f32).collect();
+                match self.nm {
+                    None => {
+                        for i in smallest(&score, (s * k as f64).floor() as usize) {
+                            row[i] = 0.0;
+                        }
+                    }
+                    Some((n, m)) => {
+                        for start in (0..k).step_by(m) {
+                            let span = m.min(k - start);
+                            for i in smallest(&score[start..start + span], span.saturating_sub(n)) {
+                                row[start + i] = 0.0;
+                            }
+                        }
+                    }
+                }
+            }
+            write_rows(w, view)?;
+            if self.correct_bias {
+                correct_bias(cx, self.name(), module, w, &before, view)?;
+            }
+        }
+        Ok(())
+    }
+}

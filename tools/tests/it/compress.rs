@@ -1,0 +1,117 @@
+//! `bonsai compress` end to end: the pruned ONNX runs in onnxruntime, its weights really are
+//! sparse, and bonsai's fidelity report agrees with numpy's own measurement.
+
+use std::process::Command;
+
+use super::{bonsai, root, tempdir};
+
+#[test]
+fn pruned_mnist_runs_in_onnxruntime_and_report_is_honest() {
+    let d = tempdir("compress");
+    let model = root().join("testdata/models/mnist_cnn_ccexam.onnx");
+    assert!(model.exists(), "run tools/setup.sh");
+    // 64 calibration digits and 128 other held-out ones, with labels.
+    let prep = r#"
+import gzip, sys, numpy as np
+rows = np.loadtxt(gzip.open(sys.argv[1]), delimiter=",", max_rows=192)
+x = ((rows[:, :784].reshape(-1, 1, 28, 28) / 255.0 - 0.1307) / 0.3081).astype(np.float32)
+y = rows[:, 784].astype(np.int64)
+np.savez(sys.argv[2] + "/calib.npz", input=x[:64])
+np.savez(sys.argv[2] + "/eval.npz", input=x[64:], labels=y[64:])
+"#;
+    let st = Command::new("python3")
+        .arg("-c")
+        .arg(prep)
+        .arg(root().join("testdata/data/mnist_5k.csv.gz"))
+        .arg(&d)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = d.join("pruned.onnx");
+    let rep = d.join("report.json");
+    let o = bonsai(&[
+        "compress",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--passes",
+        "prune-sparsegpt{sparsity=0.6}",
+        "--calib",
+        d.join("calib.npz").to_str().unwrap(),
+        "--eval",
+        d.join("eval.npz").to_str().unwrap(),
+        "--report",
+        rep.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let check = r#"
+import json, sys, numpy as np, onnx, onnxruntime as ort
+from onnx import numpy_helper as nh
+orig, comp, ev, rep = sys.argv[1:5]
+r = json.load(open(rep))
+m = onnx.load(comp)
+w = {t.name: nh.to_array(t) for t in m.graph.initializer}
+for l in r["layers"]:
+    a = w[l["weight"]]
+    sp = float((a == 0).mean())
+    assert abs(sp - l["sparsity"]) < 1e-9, (l["weight"], sp, l["sparsity"])
+    assert sp >= 0.6 - 4.0 / a.size, (l["weight"], sp)  # floor(s * n) per column block
+d = np.load(ev)
+so = ort.SessionOptions(); so.intra_op_num_threads = 1
+yo = ort.InferenceSession(orig, so).run(None, {"input": d["input"]})[0]
+yc = ort.InferenceSession(comp, so).run(None, {"input": d["input"]})[0]
+f = r["fidelity"]
+acc = float((yc.argmax(1) == d["labels"]).mean())
+agree = float((yc.argmax(1) == yo.argmax(1)).mean())
+assert f["samples"] == len(d["labels"])
+assert abs(f["accuracy_compressed"] - acc) < 1e-9, (f, acc)
+assert abs(f["top1_agreement"] - agree) < 1e-9, (f, agree)
+assert f["top1_agreement"] >= 0.95, f
+print("ok", acc, agree)
+"#;
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(check)
+        .arg(&model)
+        .arg(&out)
+        .arg(d.join("eval.npz"))
+        .arg(&rep)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn compress_refuses_bad_options_and_writes_nothing() {
+    let d = tempdir("compress-bad");
+    let out = d.join("x.onnx");
+    let model = "testdata/small/tiny_cnn.onnx";
+    for (passes, want) in [
+        (
+            "prune-magnitude{sparsity=1.0}",
+            "option prune-magnitude{sparsity}: must be in [0, 1)",
+        ),
+        ("prune-nothing", "does not refer to a registered pass"),
+        ("prune-sparsegpt{sparsity=0.5}", "option --calib"),
+    ] {
+        let o = bonsai(&[
+            "compress",
+            model,
+            "-o",
+            out.to_str().unwrap(),
+            "--passes",
+            passes,
+            "--shape",
+            "x=1x1x8x8",
+        ]);
+        assert!(!o.status.success(), "{passes}");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains(want), "{passes}: {e}");
+        assert!(!out.exists(), "{passes}: no output on error");
+    }
+}
