@@ -196,6 +196,79 @@ pub fn flag(opts: &Options, key: &str, default: bool) -> Result<bool> {
     }
 }
 
+/// Relative output error of magnitude-pruning one layer to sparsity `s`, estimated from its
+/// calibration Gram matrices: trace(dW H dW^T) / trace(W H W^T).
+pub fn magnitude_error(view: &RowView, c: &bonsai::calib::LayerCalib, s: f64) -> f64 {
+    let (rows, k) = (view.rows, view.cols);
+    let rpg = rows / c.groups;
+    let (mut num, mut den) = (0.0, 0.0);
+    for g in 0..c.groups {
+        let h = faer::Mat::<f64>::from_fn(k, k, |i, j| c.gram[g][i * k + j]);
+        let w = faer::Mat::<f64>::from_fn(rpg, k, |r, j| view.v[(g * rpg + r) * k + j]);
+        let scores: Vec<f32> = (0..rpg * k)
+            .map(|i| w[(i / k, i % k)].abs() as f32)
+            .collect();
+        let mut dw = faer::Mat::<f64>::zeros(rpg, k);
+        for i in smallest(&scores, (s * (rpg * k) as f64).floor() as usize) {
+            dw[(i / k, i % k)] = w[(i / k, i % k)];
+        }
+        let quad = |m: &faer::Mat<f64>| -> f64 {
+            let mh = m * &h;
+            (0..rpg)
+                .map(|r| (0..k).map(|j| mh[(r, j)] * m[(r, j)]).sum::<f64>())
+                .sum()
+        };
+        num += quad(&dw);
+        den += quad(&w);
+    }
+    if den > 0.0 {
+        num / den
+    } else {
+        0.0
+    }
+}
+
+/// Per-layer sparsities minimising the summed estimated output error under a budget of
+/// `sparsity` of all weights: greedy on the marginal error per removed weight over a grid.
+pub fn allocate_by_sensitivity(
+    views: &[RowView],
+    calibs: &[&bonsai::calib::LayerCalib],
+    sparsity: f64,
+) -> Vec<f64> {
+    const GRID: [f64; 21] = [
+        0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.84, 0.87, 0.9, 0.92, 0.94,
+        0.96, 0.97, 0.98, 0.99,
+    ];
+    let curves: Vec<Vec<f64>> = views
+        .iter()
+        .zip(calibs)
+        .map(|(v, c)| GRID.iter().map(|&s| magnitude_error(v, c, s)).collect())
+        .collect();
+    let total: usize = views.iter().map(|v| v.v.len()).sum();
+    let need = sparsity * total as f64;
+    let mut at = vec![0usize; views.len()];
+    let mut removed = 0.0;
+    while removed < need {
+        // The step with the least error added per weight removed.
+        let mut best: Option<(usize, f64)> = None;
+        for (l, v) in views.iter().enumerate() {
+            if at[l] + 1 >= GRID.len() {
+                continue;
+            }
+            let dn = (GRID[at[l] + 1] - GRID[at[l]]) * v.v.len() as f64;
+            let de = (curves[l][at[l] + 1] - curves[l][at[l]]).max(0.0);
+            let cost = de / dn.max(1.0);
+            if best.is_none_or(|(_, c)| cost < c) {
+                best = Some((l, cost));
+            }
+        }
+        let Some((l, _)) = best else { break };
+        removed += (GRID[at[l] + 1] - GRID[at[l]]) * views[l].v.len() as f64;
+        at[l] += 1;
+    }
+    at.iter().map(|&i| GRID[i]).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,9 @@
 //!
 //! Options (one threshold kind at a time):
 //! - `sparsity=S` in [0, 1): the fraction of weights to remove, per layer
-//!   (`granularity=layer`, default) or ranked across all layers (`granularity=global`);
+//!   (`granularity=layer`, default), ranked across all layers (`granularity=global`), or
+//!   allocated per layer by estimated output error on calibration data
+//!   (`granularity=sensitivity`, needs `--calib`);
 //! - `threshold=T`: remove |w| < T (absolute);
 //! - `relative=R`: remove |w| < R x std(w) of the layer (Han et al.'s quality parameter);
 //! - `exclude=a,b`: layers (ONNX node names) or weights left alone.
@@ -11,7 +13,7 @@ use bonsai::pass::{Options, Pass, PassContext};
 use bonsai::{Error, Result};
 use melior::ir::Module;
 
-use crate::common::{fraction, list, smallest};
+use crate::common::{allocate_by_sensitivity, fraction, list, row_view, smallest, RowView};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Target {
@@ -24,6 +26,7 @@ enum Target {
 enum Granularity {
     Layer,
     Global,
+    Sensitivity,
 }
 
 pub struct PruneMagnitude {
@@ -61,10 +64,11 @@ impl PruneMagnitude {
         let granularity = match opts.get("granularity").unwrap_or("layer") {
             "layer" => Granularity::Layer,
             "global" => Granularity::Global,
-            g => return Err(Error::option("granularity", format!("'{g}' is not one of layer, global"))),
+            "sensitivity" => Granularity::Sensitivity,
+            g => return Err(Error::option("granularity", format!("'{g}' is not one of layer, global, sensitivity"))),
         };
-        if granularity == Granularity::Global && !matches!(target, Target::Sparsity(_)) {
-            return Err(Error::option("granularity", "global ranking needs a sparsity target"));
+        if granularity != Granularity::Layer && !matches!(target, Target::Sparsity(_)) {
+            return Err(Error::option("granularity", "global and sensitivity allocation need a sparsity target"));
         }
         Ok(Box::new(PruneMagnitude { target, granularity, exclude: list(opts, "exclude") }))
     }
@@ -75,7 +79,11 @@ impl Pass for PruneMagnitude {
         "prune-magnitude"
     }
 
-    fn run(&self, _cx: &PassContext, module: &mut Module) -> Result<()> {
+    fn needs_calibration(&self) -> bool {
+        self.granularity == Granularity::Sensitivity
+    }
+
+    fn run(&self, cx: &PassContext, module: &mut Module) -> Result<()> {
         let ws = crate::common::select(module, &self.exclude)?;
         let mut vals: Vec<Vec<f32>> = Vec::with_capacity(ws.len());
         for w in &ws {
@@ -84,6 +92,17 @@ impl Pass for PruneMagnitude {
                 _ => unreachable!("read returns f32"),
             }
         }
+        if let (Granularity::Sensitivity, Target::Sparsity(s)) = (self.granularity, self.target) {
+            let views: Vec<RowView> = ws.iter().map(row_view).collect::<Result<_>>()?;
+            let calibs: Vec<_> = ws.iter().map(|w| cx.calib_for(self.name(), &w.name)).collect::<Result<_>>()?;
+            let per = allocate_by_sensitivity(&views, &calibs, s);
+            for (v, s) in vals.iter_mut().zip(per) {
+                let scores: Vec<f32> = v.iter().map(|x| x.abs()).collect();
+                for i in smallest(&scores, (s * v.len() as f64).floor() as usize) {
+                    v[i] = 0.0;
+                }
+            }
+        } else {
         match (self.granularity, self.target) {
             (Granularity::Global, Target::Sparsity(s)) => {
                 let scores: Vec<f32> = vals.iter().flatten().map(|x| x.abs()).collect();
@@ -119,6 +138,7 @@ impl Pass for PruneMagnitude {
                     }
                 }
             }
+        }
         }
         for (w, v) in ws.iter().zip(vals) {
             let zeros = v.iter().filter(|&&x| x == 0.0).count();

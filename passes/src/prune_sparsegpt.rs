@@ -2,20 +2,29 @@
 //! removed weights are compensated by updating the remaining ones so that the layer output on
 //! the calibration inputs changes as little as possible. Needs `--calib`.
 //!
-//! Options: `sparsity=S` (default 0.5), `granularity=layer|global` (global: per-layer
-//! sparsities from a global magnitude ranking), `pattern=unstructured|N:M`, `damp=0.01`
-//! (fraction of the mean Hessian diagonal added for stability), `blocksize=128`, `exclude=a,b`,
+//! Options: `sparsity=S` (default 0.5), `granularity=layer|global|sensitivity` (global:
+//! per-layer sparsities from a global magnitude ranking; sensitivity: from the estimated output
+//! error of each layer on the calibration data), `pattern=unstructured|N:M`, `damp=0.01`
+//! (fraction of the mean Hessian diagonal added for stability; raised automatically to
+//! k/rows - 1 when a layer has fewer calibration rows than inputs), `blocksize=128`, `exclude=a,b`,
 //! `correct_bias=true` (shift biases by (W - W') E[x] so output means stay put).
 
 use bonsai::pass::{Options, Pass, PassContext};
 use bonsai::{Error, Result};
 use melior::ir::Module;
 
-use crate::common::{allocate, correct_bias, flag, fraction, list, pattern, row_view, write_rows, RowView};
+use crate::common::{allocate, allocate_by_sensitivity, correct_bias, flag, fraction, list, pattern, row_view, write_rows, RowView};
+
+#[derive(Clone, Copy, PartialEq)]
+enum Alloc {
+    Layer,
+    Global,
+    Sensitivity,
+}
 
 pub struct PruneSparsegpt {
     sparsity: f64,
-    global: bool,
+    alloc: Alloc,
     nm: Option<(usize, usize)>,
     damp: f64,
     block: usize,
@@ -43,12 +52,13 @@ impl PruneSparsegpt {
                 return Err(Error::option("blocksize", format!("must be a multiple of M = {m}")));
             }
         }
-        let global = match opts.get("granularity").unwrap_or("layer") {
-            "layer" => false,
-            "global" => true,
-            g => return Err(Error::option("granularity", format!("'{g}' is not one of layer, global"))),
+        let alloc = match opts.get("granularity").unwrap_or("layer") {
+            "layer" => Alloc::Layer,
+            "global" => Alloc::Global,
+            "sensitivity" => Alloc::Sensitivity,
+            g => return Err(Error::option("granularity", format!("'{g}' is not one of layer, global, sensitivity"))),
         };
-        Ok(Box::new(PruneSparsegpt { sparsity, global, nm, damp, block, exclude: list(opts, "exclude"), correct_bias: flag(opts, "correct_bias", true)? }))
+        Ok(Box::new(PruneSparsegpt { sparsity, alloc, nm, damp, block, exclude: list(opts, "exclude"), correct_bias: flag(opts, "correct_bias", true)? }))
     }
 }
 
@@ -67,9 +77,19 @@ impl Pass for PruneSparsegpt {
         for w in &ws {
             views.push(row_view(w)?);
         }
-        let per = allocate(&views, self.sparsity, self.global);
+        let per = match self.alloc {
+            Alloc::Layer => allocate(&views, self.sparsity, false),
+            Alloc::Global => allocate(&views, self.sparsity, true),
+            Alloc::Sensitivity => {
+                let calibs: Vec<_> = ws.iter().map(|w| cx.calib_for(self.name(), &w.name)).collect::<Result<_>>()?;
+                allocate_by_sensitivity(&views, &calibs, self.sparsity)
+            }
+        };
         for ((w, view), s) in ws.iter().zip(views.iter_mut()).zip(per) {
             let c = cx.calib_for(self.name(), &w.name)?;
+            // With fewer calibration rows than columns the Hessian is rank deficient and
+            // compensation would fit the calibration set: damp towards magnitude pruning.
+            let damp = self.damp.max(c.k as f64 / c.rows.max(1) as f64 - 1.0).min(100.0);
             let rows_per_group = view.rows / c.groups;
             if c.k != view.cols {
                 return Err(Error::Pass {
@@ -80,7 +100,7 @@ impl Pass for PruneSparsegpt {
             let before = RowView { rows: view.rows, cols: view.cols, v: view.v.clone() };
             for gi in 0..c.groups {
                 let (a, b) = (gi * rows_per_group * view.cols, (gi + 1) * rows_per_group * view.cols);
-                crate::obs::sparsegpt(&mut view.v[a..b], rows_per_group, view.cols, &c.gram[gi], s, self.nm, self.damp, self.block)
+                crate::obs::sparsegpt(&mut view.v[a..b], rows_per_group, view.cols, &c.gram[gi], s, self.nm, damp, self.block)
                     .map_err(|e| Error::Pass { pass: self.name().into(), msg: format!("weight '{}': {e}", w.name) })?;
             }
             write_rows(w, view)?;
