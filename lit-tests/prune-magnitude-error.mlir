@@ -5,7 +5,7 @@
 // RUN: not bonsai-opt %s --pass-pipeline='builtin.module(prune-magnitude{sparsity=0.5 threshold=1})' 2>&1 | FileCheck %s --check-prefix=BOTH
 // BOTH: error: option prune-magnitude{threshold}: give one of sparsity, threshold, relative
 // RUN: not bonsai-opt %s --pass-pipeline='builtin.module(prune-magnitude{ratio=0.5})' 2>&1 | FileCheck %s --check-prefix=KEY
-// KEY: error: option prune-magnitude{ratio}: unknown option (valid: sparsity, threshold, relative, granularity, exclude)
+// KEY: error: option prune-magnitude{ratio}: unknown option (valid: sparsity, threshold, relative, granularity, exclude, layers)
 // RUN: not bonsai-opt %s --pass-pipeline='builtin.module(prune-magnitude{exclude=nope})' 2>&1 | FileCheck %s --check-prefix=EXCL
 // EXCL: error: option prune-magnitude{exclude}: no layer or weight named 'nope' (layers: fc1)
 func.func @f() -> tensor<2xf32> {

@@ -28,3 +28,4 @@ func.func @untagged() -> tensor<2xf32> {
   %a = arith.constant dense<[1.0, 2.0]> : tensor<2xf32>
   return %a : tensor<2xf32>
 }
+

@@ -10,6 +10,7 @@ pub mod onnx;
 
 pub use error::{Error, Result};
 pub mod calib;
+pub mod candidate;
 pub mod codegen;
 pub mod compress;
 pub mod ir;

@@ -7,7 +7,8 @@
 //!   (`granularity=sensitivity`, needs `--calib`);
 //! - `threshold=T`: remove |w| < T (absolute);
 //! - `relative=R`: remove |w| < R x std(w) of the layer (Han et al.'s quality parameter);
-//! - `exclude=a,b`: layers (ONNX node names) or weights left alone.
+//! - `exclude=a,b`: layers (ONNX node names) or weights left alone;
+//! - `layers=a:0.5,b:0.9`: explicit per-layer sparsities (what `bonsai sensitivity` suggests).
 
 use bonsai::pass::{Options, Pass, PassContext};
 use bonsai::{Error, Result};
@@ -33,13 +34,15 @@ pub struct PruneMagnitude {
     target: Target,
     granularity: Granularity,
     exclude: Vec<String>,
+    /// Explicit per-layer sparsities (`layers=conv1:0.5,fc1:0.9`); other layers untouched.
+    layers: Vec<(String, f64)>,
 }
 
 impl PruneMagnitude {
     pub const SUMMARY: &'static str = "zero the smallest-magnitude weights (per layer or global; sparsity, absolute or relative threshold)";
 
     pub fn create(opts: &Options) -> Result<Box<dyn Pass>> {
-        opts.expect_keys(&["sparsity", "threshold", "relative", "granularity", "exclude"])?;
+        opts.expect_keys(&["sparsity", "threshold", "relative", "granularity", "exclude", "layers"])?;
         let given: Vec<&str> = ["sparsity", "threshold", "relative"].into_iter().filter(|k| opts.get(k).is_some()).collect();
         if given.len() > 1 {
             return Err(Error::option(given[1], format!("give one of sparsity, threshold, relative (got {})", given.join(" and "))));
@@ -70,7 +73,21 @@ impl PruneMagnitude {
         if granularity != Granularity::Layer && !matches!(target, Target::Sparsity(_)) {
             return Err(Error::option("granularity", "global and sensitivity allocation need a sparsity target"));
         }
-        Ok(Box::new(PruneMagnitude { target, granularity, exclude: list(opts, "exclude") }))
+        let mut layers = Vec::new();
+        for item in list(opts, "layers") {
+            let (name, v) = item
+                .rsplit_once(':')
+                .ok_or_else(|| Error::option("layers", format!("'{item}' is not LAYER:SPARSITY")))?;
+            let v: f64 = v.parse().map_err(|_| Error::option("layers", format!("'{item}': '{v}' is not a number")))?;
+            if !(0.0..1.0).contains(&v) {
+                return Err(Error::option("layers", format!("'{item}': sparsity must be in [0, 1)")));
+            }
+            layers.push((name.to_string(), v));
+        }
+        if !layers.is_empty() && (opts.get("sparsity").is_some() || opts.get("granularity").is_some()) {
+            return Err(Error::option("layers", "per-layer sparsities replace sparsity and granularity"));
+        }
+        Ok(Box::new(PruneMagnitude { target, granularity, exclude: list(opts, "exclude"), layers }))
     }
 }
 
@@ -84,6 +101,22 @@ impl Pass for PruneMagnitude {
     }
 
     fn run(&self, cx: &PassContext, module: &mut Module) -> Result<()> {
+        if !self.layers.is_empty() {
+            let all = crate::common::select(module, &[])?;
+            for (name, s) in &self.layers {
+                let w = all.iter().find(|w| &w.layer == name || &w.name == name).ok_or_else(|| {
+                    let names: Vec<&str> = all.iter().map(|w| w.layer.as_str()).collect();
+                    Error::option("layers", format!("no layer or weight named '{name}' (layers: {})", names.join(", ")))
+                })?;
+                let mut v = row_view(w)?;
+                let scores: Vec<f32> = v.v.iter().map(|x| x.abs() as f32).collect();
+                for i in smallest(&scores, (s * v.v.len() as f64).floor() as usize) {
+                    v.v[i] = 0.0;
+                }
+                crate::common::write_rows(w, &v)?;
+            }
+            return Ok(());
+        }
         let ws = crate::common::select(module, &self.exclude)?;
         let mut vals: Vec<Vec<f32>> = Vec::with_capacity(ws.len());
         for w in &ws {

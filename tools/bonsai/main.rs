@@ -2,6 +2,7 @@
 
 mod bench;
 mod conformance;
+mod sensitivity;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -98,6 +99,9 @@ Passes: bonsai-opt --list-passes."
     Ops,
     /// Run ONNX backend node tests and count passed / failed / unsupported cases.
     Conformance(conformance::ConformanceArgs),
+    /// Measure each layer's output error against its sparsity on calibration data (table,
+    /// JSON candidates, SVG plot) and suggest per-layer sparsities for a target.
+    Sensitivity(sensitivity::SensitivityArgs),
 }
 
 pub fn parse_shapes(args: &[String]) -> Result<HashMap<String, Vec<usize>>> {
@@ -198,6 +202,7 @@ fn real_main(cli: Cli) -> Result<()> {
         }
         Cmd::Bench(args) => bench::run(args),
         Cmd::Conformance(args) => conformance::run(args),
+        Cmd::Sensitivity(args) => sensitivity::run(args),
         Cmd::Compress {
             model,
             output,

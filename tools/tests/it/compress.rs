@@ -115,3 +115,50 @@ fn compress_refuses_bad_options_and_writes_nothing() {
         assert!(!out.exists(), "{passes}: no output on error");
     }
 }
+
+#[test]
+fn sensitivity_measures_each_layer_and_suggests_an_allocation() {
+    let d = tempdir("sens");
+    let prep = r#"
+import gzip, sys, numpy as np
+rows = np.loadtxt(gzip.open(sys.argv[1]), delimiter=",", max_rows=64)
+x = ((rows[:, :784].reshape(-1, 1, 28, 28) / 255.0 - 0.1307) / 0.3081).astype(np.float32)
+np.savez(sys.argv[2] + "/calib.npz", input=x)
+"#;
+    let st = Command::new("python3")
+        .arg("-c")
+        .arg(prep)
+        .arg(root().join("testdata/data/mnist_5k.csv.gz"))
+        .arg(&d)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (json, svg) = (d.join("c.json"), d.join("s.svg"));
+    let o = bonsai(&[
+        "sensitivity",
+        "testdata/models/mnist_cnn_ccexam.onnx",
+        "--calib",
+        d.join("calib.npz").to_str().unwrap(),
+        "--sparsities",
+        "0.5,0.95",
+        "--target",
+        "0.8",
+        "--json",
+        json.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("suggested for 80%"), "{out}");
+    let c: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(c.len(), 8, "4 layers x 2 sparsities");
+    for pair in c.chunks(2) {
+        // Pruning a layer harder never helps its output on the same data.
+        assert!(
+            pair[1]["error"].as_f64().unwrap() > pair[0]["error"].as_f64().unwrap(),
+            "{pair:?}"
+        );
+    }
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+}
