@@ -150,7 +150,7 @@ pub fn capture(
         let take = b.min(n - start);
         let chunk: BTreeMap<String, Tensor> = inputs
             .iter()
-            .map(|(k, t)| (k.clone(), rows_of(t, start, take, b)))
+            .map(|(k, t)| (k.clone(), crate::session::slice_rows(t, start, take, b)))
             .collect();
         let outs = c.run_named(&chunk)?;
         for s in &sites {
@@ -162,19 +162,6 @@ pub fn capture(
         start += take;
     }
     Ok(cal)
-}
-
-/// Rows [start, start+take) along dim 0, padded to `rows` by repeating the last one (padded
-/// rows are never accumulated).
-fn rows_of(t: &Tensor, start: usize, take: usize, rows: usize) -> Tensor {
-    let per = t.len() / t.shape[0].max(1);
-    let mut idx: Vec<usize> = (start * per..(start + take) * per).collect();
-    for _ in take..rows {
-        idx.extend((start + take - 1) * per..(start + take) * per);
-    }
-    let mut shape = t.shape.clone();
-    shape[0] = rows;
-    t.take(shape, &idx)
 }
 
 fn add_gram(gram: &mut [f64], sum: &mut [f64], k: usize, rows: &[f64], nrows: usize) {

@@ -185,7 +185,7 @@ pub fn run_batched(
 }
 
 /// Rows [start, start+take) of `t` along dim 0, zero-padded to `rows`.
-fn slice_rows(t: &Tensor, start: usize, take: usize, rows: usize) -> Tensor {
+pub(crate) fn slice_rows(t: &Tensor, start: usize, take: usize, rows: usize) -> Tensor {
     let per = t.len() / t.shape.first().copied().unwrap_or(1).max(1);
     let mut idx: Vec<usize> = (start * per..(start + take) * per).collect();
     let mut shape = t.shape.clone();

@@ -107,6 +107,51 @@ pub fn allocate(views: &[RowView], sparsity: f64, global: bool) -> Vec<f64> {
         .collect()
 }
 
+/// How a sparsity target is spread over the layers (`granularity=`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Alloc {
+    /// The same sparsity in every layer.
+    Layer,
+    /// Per-layer sparsities from one magnitude ranking across all layers.
+    Global,
+    /// Per-layer sparsities minimising the estimated output error (needs calibration).
+    Sensitivity,
+}
+
+pub fn alloc(opts: &Options) -> Result<Alloc> {
+    match opts.get("granularity").unwrap_or("layer") {
+        "layer" => Ok(Alloc::Layer),
+        "global" => Ok(Alloc::Global),
+        "sensitivity" => Ok(Alloc::Sensitivity),
+        g => Err(Error::option(
+            "granularity",
+            format!("'{g}' is not one of layer, global, sensitivity"),
+        )),
+    }
+}
+
+/// Per-layer sparsities for `views` under `alloc`.
+pub fn per_layer(
+    cx: &bonsai::pass::PassContext,
+    pass: &str,
+    ws: &[Weight],
+    views: &[RowView],
+    sparsity: f64,
+    a: Alloc,
+) -> Result<Vec<f64>> {
+    Ok(match a {
+        Alloc::Layer => allocate(views, sparsity, false),
+        Alloc::Global => allocate(views, sparsity, true),
+        Alloc::Sensitivity => {
+            let calibs: Vec<_> = ws
+                .iter()
+                .map(|w| cx.calib_for(pass, &w.name))
+                .collect::<Result<_>>()?;
+            allocate_by_sensitivity(views, &calibs, sparsity)
+        }
+    })
+}
+
 /// Parse `pattern=unstructured|N:M`.
 pub fn pattern(opts: &Options) -> Result<Option<(usize, usize)>> {
     match opts.get("pattern").unwrap_or("unstructured") {

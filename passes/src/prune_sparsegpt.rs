@@ -13,14 +13,7 @@ use bonsai::pass::{Options, Pass, PassContext};
 use bonsai::{Error, Result};
 use melior::ir::Module;
 
-use crate::common::{allocate, allocate_by_sensitivity, correct_bias, flag, fraction, list, pattern, row_view, write_rows, RowView};
-
-#[derive(Clone, Copy, PartialEq)]
-enum Alloc {
-    Layer,
-    Global,
-    Sensitivity,
-}
+use crate::common::{alloc, correct_bias, per_layer, Alloc, flag, fraction, list, pattern, row_view, write_rows, RowView};
 
 pub struct PruneSparsegpt {
     sparsity: f64,
@@ -52,12 +45,7 @@ impl PruneSparsegpt {
                 return Err(Error::option("blocksize", format!("must be a multiple of M = {m}")));
             }
         }
-        let alloc = match opts.get("granularity").unwrap_or("layer") {
-            "layer" => Alloc::Layer,
-            "global" => Alloc::Global,
-            "sensitivity" => Alloc::Sensitivity,
-            g => return Err(Error::option("granularity", format!("'{g}' is not one of layer, global, sensitivity"))),
-        };
+        let alloc = alloc(opts)?;
         Ok(Box::new(PruneSparsegpt { sparsity, alloc, nm, damp, block, exclude: list(opts, "exclude"), correct_bias: flag(opts, "correct_bias", true)? }))
     }
 }
@@ -77,14 +65,7 @@ impl Pass for PruneSparsegpt {
         for w in &ws {
             views.push(row_view(w)?);
         }
-        let per = match self.alloc {
-            Alloc::Layer => allocate(&views, self.sparsity, false),
-            Alloc::Global => allocate(&views, self.sparsity, true),
-            Alloc::Sensitivity => {
-                let calibs: Vec<_> = ws.iter().map(|w| cx.calib_for(self.name(), &w.name)).collect::<Result<_>>()?;
-                allocate_by_sensitivity(&views, &calibs, self.sparsity)
-            }
-        };
+        let per = per_layer(cx, self.name(), &ws, &views, self.sparsity, self.alloc)?;
         for ((w, view), s) in ws.iter().zip(views.iter_mut()).zip(per) {
             let c = cx.calib_for(self.name(), &w.name)?;
             // With fewer calibration rows than columns the Hessian is rank deficient and

@@ -1,19 +1,19 @@
 //! `prune-wanda`: activation-aware pruning (Wanda): score |W_ij| x ||X_j||, compared within each
 //! output channel, no weight update. Needs `--calib`.
 //!
-//! Options: `sparsity=S` (default 0.5), `granularity=layer|global` (global: per-layer
-//! sparsities from a global magnitude ranking), `pattern=unstructured|N:M`, `exclude=a,b`,
+//! Options: `sparsity=S` (default 0.5), `granularity=layer|global|sensitivity` (see
+//! prune-sparsegpt), `pattern=unstructured|N:M`, `exclude=a,b`,
 //! `correct_bias=true`.
 
 use bonsai::pass::{Options, Pass, PassContext};
-use bonsai::{Error, Result};
+use bonsai::Result;
 use melior::ir::Module;
 
-use crate::common::{allocate, correct_bias, flag, fraction, list, pattern, row_view, smallest, write_rows, RowView};
+use crate::common::{alloc, correct_bias, per_layer, Alloc, flag, fraction, list, pattern, row_view, smallest, write_rows, RowView};
 
 pub struct PruneWanda {
     sparsity: f64,
-    global: bool,
+    alloc: Alloc,
     nm: Option<(usize, usize)>,
     exclude: Vec<String>,
     correct_bias: bool,
@@ -24,14 +24,9 @@ impl PruneWanda {
 
     pub fn create(opts: &Options) -> Result<Box<dyn Pass>> {
         opts.expect_keys(&["sparsity", "granularity", "pattern", "exclude", "correct_bias"])?;
-        let global = match opts.get("granularity").unwrap_or("layer") {
-            "layer" => false,
-            "global" => true,
-            g => return Err(Error::option("granularity", format!("'{g}' is not one of layer, global"))),
-        };
         Ok(Box::new(PruneWanda {
             sparsity: fraction(opts, "sparsity")?.unwrap_or(0.5),
-            global,
+            alloc: alloc(opts)?,
             nm: pattern(opts)?,
             exclude: list(opts, "exclude"),
             correct_bias: flag(opts, "correct_bias", true)?,
@@ -54,7 +49,7 @@ impl Pass for PruneWanda {
         for w in &ws {
             views.push(row_view(w)?);
         }
-        let per = allocate(&views, self.sparsity, self.global);
+        let per = per_layer(cx, self.name(), &ws, &views, self.sparsity, self.alloc)?;
         for ((w, view), s) in ws.iter().zip(views.iter_mut()).zip(per) {
             let c = cx.calib_for(self.name(), &w.name)?;
             let rows_per_group = view.rows / c.groups;

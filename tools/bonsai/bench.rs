@@ -1,12 +1,11 @@
 //! `bonsai bench`: compile time and single-thread latency next to onnxruntime.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use bonsai::graph::{DType, Tensor};
+use bonsai::graph::Tensor;
 use bonsai::session::{load_bound, shapes_of, Compiled};
 
 #[derive(clap::Args)]
@@ -26,32 +25,6 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
-}
-
-fn random_inputs(g: &bonsai::graph::Graph) -> BTreeMap<String, Tensor> {
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
-    g.inputs
-        .iter()
-        .map(|i| {
-            let ty = g.ty(i.value).expect("bound");
-            let v: Vec<f64> = (0..ty.numel())
-                .map(|_| match ty.dtype {
-                    DType::F32 | DType::F64 => next() * 2.0 - 1.0,
-                    _ => (next() * 8.0).floor(),
-                })
-                .collect();
-            (
-                g.values[i.value].name.clone(),
-                Tensor::from_f64(ty.dtype, ty.shape.clone(), &v),
-            )
-        })
-        .collect()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -75,7 +48,15 @@ pub fn run(a: BenchArgs) -> Result<()> {
         None => None,
     };
     let g = load_bound(&a.model, &bind)?;
-    let inputs = given.unwrap_or_else(|| random_inputs(&g));
+    let inputs = given.unwrap_or_else(|| {
+        let batch = g
+            .inputs
+            .first()
+            .and_then(|i| g.ty(i.value))
+            .and_then(|t| t.shape.first().copied())
+            .unwrap_or(1);
+        bonsai::compress::EvalData::synthetic(&g, batch).inputs
+    });
     let c = Compiled::new(g)?;
     for _ in 0..3 {
         c.run_named(&inputs)?;

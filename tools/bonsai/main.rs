@@ -220,7 +220,19 @@ fn real_main(cli: Cli) -> Result<()> {
             if batch == 0 {
                 bail!("option --batch: must be at least 1");
             }
-            let g = bonsai::session::load_default_bound(&model, &parse_shapes(&shapes.shapes)?)?;
+            // Shapes: --shape, else those of the data (one sample), else symbolic dims = 1.
+            let mut bind = HashMap::new();
+            for p in eval.iter().chain(calib.iter()) {
+                for (k, t) in bonsai::npz::read(p)? {
+                    if k != "labels" && !t.shape.is_empty() {
+                        let mut s = t.shape.clone();
+                        s[0] = 1;
+                        bind.entry(k).or_insert(s);
+                    }
+                }
+            }
+            bind.extend(parse_shapes(&shapes.shapes)?);
+            let g = bonsai::session::load_default_bound(&model, &bind)?;
             let registry = bonsai_passes::registry();
             let mut pm = bonsai::pass::PassManager::parse(&registry, &passes)?;
             if let (Some(c), Some(e)) = (&calib, &eval) {

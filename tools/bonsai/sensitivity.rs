@@ -69,7 +69,16 @@ pub fn run(a: SensitivityArgs) -> Result<()> {
             bail!("option --target: must be in [0, 1), got {t}");
         }
     }
-    let g = load_default_bound(&a.model, &super::parse_shapes(&a.shapes.shapes)?)?;
+    let mut bind = std::collections::HashMap::new();
+    for (k, t) in bonsai::npz::read(&a.calib)? {
+        if k != "labels" && !t.shape.is_empty() {
+            let mut s = t.shape.clone();
+            s[0] = 1;
+            bind.insert(k, s);
+        }
+    }
+    bind.extend(super::parse_shapes(&a.shapes.shapes)?);
+    let g = load_default_bound(&a.model, &bind)?;
     let data = EvalData::from_npz(&a.calib, &g)?;
     let registry = bonsai_passes::registry();
     let base = apply(&g, &PassManager::parse(&registry, "")?)?;

@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Calibration / held-out data for the suite's vision models, rendered here (no downloads).
+
+    make_data.py ppocr OUT_DIR [N]   text lines (N, 3, 48, 192), half upside down, labels 0/1
+    make_data.py rapid OUT_DIR [N]   text pages (N, 3, 224, 224) rotated by label*90 clockwise
+    make_data.py mnist OUT_DIR       mnist_5k: first 256 -> calib.npz, other 4744 -> eval.npz
+
+Writes OUT_DIR/calib.npz (first quarter) and OUT_DIR/eval.npz (the rest, with labels).
+"""
+import gzip, os, sys
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WORDS = ("the quick brown fox jumps over a lazy dog while bonsai prunes connections shares "
+         "weights quantises layers and compiles models to native code for cpu and gpu").split()
+
+
+def sentence(rng, n):
+    return " ".join(rng.choice(WORDS, n))
+
+
+def ppocr(n):
+    rng = np.random.default_rng(1)
+    xs, ys = [], []
+    for i in range(n):
+        im = Image.new("RGB", (192, 48), "white")
+        d = ImageDraw.Draw(im)
+        d.text((4, 10), sentence(rng, 3), fill="black", font=ImageFont.load_default(size=int(rng.integers(16, 24))))
+        label = i % 2
+        if label:
+            im = im.rotate(180)
+        a = np.asarray(im, dtype=np.float32) / 255.0
+        xs.append(((a - 0.5) / 0.5).transpose(2, 0, 1))
+        ys.append(label)
+    return {"x": np.stack(xs).astype(np.float32)}, np.array(ys, np.int64)
+
+
+def rapid(n):
+    rng = np.random.default_rng(2)
+    xs, ys = [], []
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    for i in range(n):
+        im = Image.new("RGB", (256, 256), "white")
+        d = ImageDraw.Draw(im)
+        font = ImageFont.load_default(size=14)
+        for line in range(14):
+            d.text((8, 8 + line * 17), sentence(rng, 5), fill="black", font=font)
+        label = i % 4
+        im = im.rotate(-90 * label)
+        im = im.crop((16, 16, 240, 240))
+        a = (np.asarray(im, dtype=np.float32) / 255.0 - mean) / std
+        xs.append(a.transpose(2, 0, 1))
+        ys.append(label)
+    return {"x": np.stack(xs).astype(np.float32)}, np.array(ys, np.int64)
+
+
+def mnist():
+    rows = np.loadtxt(gzip.open(os.path.join(ROOT, "testdata/data/mnist_5k.csv.gz")), delimiter=",")
+    x = ((rows[:, :784].reshape(-1, 1, 28, 28) / 255.0 - 0.1307) / 0.3081).astype(np.float32)
+    return {"input": x}, rows[:, 784].astype(np.int64)
+
+
+def main():
+    kind, out = sys.argv[1], sys.argv[2]
+    os.makedirs(out, exist_ok=True)
+    if kind == "mnist":
+        x, y = mnist()
+        cut = 256
+    else:
+        n = int(sys.argv[3]) if len(sys.argv) > 3 else 100
+        x, y = (ppocr if kind == "ppocr" else rapid)(n)
+        cut = n // 4
+    np.savez(os.path.join(out, "calib.npz"), **{k: v[:cut] for k, v in x.items()})
+    np.savez(os.path.join(out, "eval.npz"), labels=y[cut:], **{k: v[cut:] for k, v in x.items()})
+    print(f"{kind}: {cut} calibration, {len(y) - cut} held-out samples in {out}")
+
+
+if __name__ == "__main__":
+    main()
