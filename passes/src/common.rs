@@ -177,6 +177,16 @@ pub fn pattern(opts: &Options) -> Result<Option<(usize, usize)>> {
     }
 }
 
+/// The selected weights and their row views.
+pub fn selected_views(
+    module: &melior::ir::Module,
+    exclude: &[String],
+) -> Result<(Vec<Weight>, Vec<RowView>)> {
+    let ws = select(module, exclude)?;
+    let views = ws.iter().map(row_view).collect::<Result<Vec<_>>>()?;
+    Ok((ws, views))
+}
+
 /// The module's weights minus `exclude` (layer or weight names, each of which must exist).
 pub fn select(module: &melior::ir::Module, exclude: &[String]) -> Result<Vec<Weight>> {
     let all = bonsai::ir::weights::weights(module);

@@ -13,7 +13,7 @@ use bonsai::pass::{Options, Pass, PassContext};
 use bonsai::{Error, Result};
 use melior::ir::Module;
 
-use crate::common::{alloc, correct_bias, per_layer, Alloc, flag, fraction, list, pattern, row_view, write_rows, RowView};
+use crate::common::{alloc, correct_bias, per_layer, Alloc, flag, fraction, list, pattern, write_rows, RowView};
 
 pub struct PruneSparsegpt {
     sparsity: f64,
@@ -60,11 +60,7 @@ impl Pass for PruneSparsegpt {
     }
 
     fn run(&self, cx: &PassContext, module: &mut Module) -> Result<()> {
-        let ws = crate::common::select(module, &self.exclude)?;
-        let mut views = Vec::new();
-        for w in &ws {
-            views.push(row_view(w)?);
-        }
+        let (ws, mut views) = crate::common::selected_views(module, &self.exclude)?;
         let per = per_layer(cx, self.name(), &ws, &views, self.sparsity, self.alloc)?;
         for ((w, view), s) in ws.iter().zip(views.iter_mut()).zip(per) {
             let c = cx.calib_for(self.name(), &w.name)?;
