@@ -38,6 +38,14 @@ pub fn run(g: &mut Graph) -> Result<()> {
             opset: g.opset,
         };
         let tys: Vec<TensorType> = (def.infer)(&mut ctx)?;
+        for t in &tys {
+            let n = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            if n.is_none_or(|n| n > crate::onnx::tensor::MAX_ELEMENTS) {
+                return Err(ctx.err(format!(
+                    "output {t} is absurdly large (more than 2^31 elements)"
+                )));
+            }
+        }
         if tys.len() > ctx.node.outputs.len() {
             return Err(ctx.err(format!(
                 "produces {} outputs, the node names {}",

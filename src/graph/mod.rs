@@ -291,6 +291,16 @@ impl Graph {
                     out
                 }
             };
+            let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            if n.is_none_or(|n| n > crate::onnx::tensor::MAX_ELEMENTS) {
+                return Err(Error::input(
+                    &name,
+                    format!(
+                        "shape {} is absurdly large (more than 2^31 elements)",
+                        fmt_shape(&shape)
+                    ),
+                ));
+            }
             self.values[inp.value].ty = Some(TensorType::new(inp.dtype, shape));
         }
         Ok(())
