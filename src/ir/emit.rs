@@ -132,46 +132,53 @@ impl<'g> Emitter<'g> {
     /// ONNX layout, or transposed when `tag.transposed`), tagged for the compression passes.
     /// Runtime (non-constant) weights and already-materialised ones are returned as they are.
     pub fn weight(&mut self, v: ValueId, tag: &WeightTag) -> String {
-        if let Some(s) = self.ssa.get(&v) {
-            return s.clone();
-        }
-        let Some(t) = self.g.konst(v).cloned() else {
-            return self.value(v);
-        };
-        let s = self.weight_tensor(&t, &self.g.values[v].name.clone(), tag);
-        self.ssa.insert(v, s.clone());
-        s
+        let name = self.g.values[v].name.clone();
+        self.tagged_value(v, |e, t| e.weight_tensor(t, &name, tag))
     }
 
     /// A layer's bias: a resource blob tagged `bonsai.bias_of = WEIGHT` (for bias correction).
     pub fn bias(&mut self, v: ValueId, weight: &str) -> String {
+        let name = self.g.values[v].name.clone();
+        let attrs = format!(
+            "bonsai.bias_of = \"{}\", bonsai.bias = \"{}\"",
+            escape(weight),
+            escape(&name)
+        );
+        self.tagged_value(v, |e, t| e.resource_constant(t, &name, &attrs))
+    }
+
+    /// Materialise constant `v` once through `emit`; non-constants are plain values.
+    fn tagged_value(
+        &mut self,
+        v: ValueId,
+        emit: impl FnOnce(&mut Self, &Tensor) -> String,
+    ) -> String {
         if let Some(s) = self.ssa.get(&v) {
             return s.clone();
         }
         let Some(t) = self.g.konst(v).cloned() else {
             return self.value(v);
         };
-        let ty = tty_of(t.dtype(), &t.shape);
-        let r = self.fresh();
-        let res = format!(
-            "{}_{}",
-            sanitize(&self.g.values[v].name.clone()),
-            self.resources.len()
-        );
-        let mut blob = (t.dtype().size().max(4) as u32).to_le_bytes().to_vec();
-        blob.extend(t.to_le_bytes());
-        self.resources.push((res.clone(), blob));
-        self.line(&format!(
-            "{r} = arith.constant {{bonsai.bias_of = \"{}\", bonsai.bias = \"{}\"}} dense_resource<{res}> : {ty}",
-            escape(weight),
-            escape(&self.g.values[v].name.clone())
-        ));
-        self.ssa.insert(v, r.clone());
-        r
+        let s = emit(self, &t);
+        self.ssa.insert(v, s.clone());
+        s
     }
 
     /// Emit `t` as the tagged weight named `name` (for weights rearranged at compile time).
     pub fn weight_tensor(&mut self, t: &Tensor, name: &str, tag: &WeightTag) -> String {
+        let attrs = format!(
+            "bonsai.weight = \"{}\", bonsai.layer = \"{}\", bonsai.kind = \"{}\", bonsai.out_dim = {} : i64, bonsai.transposed = {}",
+            escape(name),
+            escape(&tag.layer),
+            tag.kind,
+            tag.out_dim,
+            tag.transposed
+        );
+        self.resource_constant(t, name, &attrs)
+    }
+
+    /// `arith.constant {attrs} dense_resource<...>` holding `t`.
+    fn resource_constant(&mut self, t: &Tensor, name: &str, attrs: &str) -> String {
         let ty = tty_of(t.dtype(), &t.shape);
         let r = self.fresh();
         let res = format!("{}_{}", sanitize(name), self.resources.len());
@@ -179,12 +186,7 @@ impl<'g> Emitter<'g> {
         blob.extend(t.to_le_bytes());
         self.resources.push((res.clone(), blob));
         self.line(&format!(
-            "{r} = arith.constant {{bonsai.weight = \"{}\", bonsai.layer = \"{}\", bonsai.kind = \"{}\", bonsai.out_dim = {} : i64, bonsai.transposed = {}}} dense_resource<{res}> : {ty}",
-            escape(name),
-            escape(&tag.layer),
-            tag.kind,
-            tag.out_dim,
-            tag.transposed
+            "{r} = arith.constant {{{attrs}}} dense_resource<{res}> : {ty}"
         ));
         r
     }
