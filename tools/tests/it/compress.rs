@@ -162,3 +162,34 @@ np.savez(sys.argv[2] + "/calib.npz", input=x)
     }
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
 }
+
+#[test]
+fn calibration_data_with_wrong_names_or_shapes_is_named() {
+    let d = tempdir("calib-bad");
+    let out = d.join("x.onnx");
+    let bad_name = d.join("name.npz");
+    let x = bonsai::graph::Tensor::f32(vec![2, 1, 8, 8], vec![0.5; 128]);
+    bonsai::npz::write(&bad_name, &[("foo".into(), x)]).unwrap();
+    let bad_shape = d.join("shape.npz");
+    let x = bonsai::graph::Tensor::f32(vec![2, 1, 8, 7], vec![0.5; 112]);
+    bonsai::npz::write(&bad_shape, &[("x".into(), x)]).unwrap();
+    for (file, want) in [
+        (&bad_name, "input 'foo'"),
+        (&bad_shape, "input 'x': dim 3 is 7, the model declares 8"),
+    ] {
+        let o = bonsai(&[
+            "compress",
+            "testdata/small/tiny_cnn.onnx",
+            "-o",
+            out.to_str().unwrap(),
+            "--passes",
+            "prune-wanda{sparsity=0.5}",
+            "--calib",
+            file.to_str().unwrap(),
+        ]);
+        assert!(!o.status.success());
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains(want), "{e}");
+        assert!(!out.exists());
+    }
+}
