@@ -9,6 +9,53 @@ use crate::error::{Error, Result};
 use crate::graph::{infer, Graph, Tensor, TensorType};
 use crate::ir::Mlir;
 
+/// Parse `--shape NAME=DxDx..` options.
+pub fn parse_shapes(args: &[String]) -> Result<HashMap<String, Vec<usize>>> {
+    let mut m = HashMap::new();
+    for a in args {
+        let (name, dims) = a.split_once('=').ok_or_else(|| {
+            Error::option(
+                "--shape",
+                format!("'{a}' is not NAME=DxDx.. (e.g. x=1x3x224x224)"),
+            )
+        })?;
+        let dims: Vec<usize> = dims
+            .split('x')
+            .map(|d| d.trim().parse::<usize>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| {
+                Error::option(
+                    "--shape",
+                    format!("'{a}': dims must be positive integers separated by 'x'"),
+                )
+            })?;
+        if dims.contains(&0) {
+            return Err(Error::option(
+                "--shape",
+                format!("'{a}': zero-sized dims are not allowed"),
+            ));
+        }
+        m.insert(name.to_string(), dims);
+    }
+    Ok(m)
+}
+
+/// Input shapes of one sample (first dim 1) from npz data files; the first file naming an
+/// input wins and a `labels` array is ignored.
+pub fn sample_shapes(files: &[&Path]) -> Result<HashMap<String, Vec<usize>>> {
+    let mut bind = HashMap::new();
+    for p in files {
+        for (k, t) in crate::npz::read(p)? {
+            if k != "labels" && !t.shape.is_empty() {
+                let mut s = t.shape.clone();
+                s[0] = 1;
+                bind.entry(k).or_insert(s);
+            }
+        }
+    }
+    Ok(bind)
+}
+
 /// Load a model and fix its input shapes: explicit `shapes` first, else the model's own.
 pub fn load_bound(path: &Path, shapes: &HashMap<String, Vec<usize>>) -> Result<Graph> {
     let mut g = crate::onnx::load(path)?;

@@ -52,21 +52,6 @@ fn main() {
     }
 }
 
-fn shapes(args: &[String]) -> Result<std::collections::HashMap<String, Vec<usize>>> {
-    let mut m = std::collections::HashMap::new();
-    for a in args {
-        let (n, d) = a
-            .split_once('=')
-            .with_context(|| format!("option --shape: '{a}' is not NAME=DxDx.."))?;
-        let dims: Result<Vec<usize>, _> = d.split('x').map(|x| x.parse()).collect();
-        m.insert(
-            n.to_string(),
-            dims.with_context(|| format!("option --shape: bad dims in '{a}'"))?,
-        );
-    }
-    Ok(m)
-}
-
 fn real_main(cli: Cli) -> Result<bool> {
     let registry = bonsai_passes::registry();
     if cli.list_passes {
@@ -78,7 +63,7 @@ fn real_main(cli: Cli) -> Result<bool> {
     let mlir = Mlir::new();
     let text = match &cli.input {
         Some(p) if p.extension().is_some_and(|e| e == "onnx") => {
-            let g = bonsai::session::load_bound(p, &shapes(&cli.shapes)?)?;
+            let g = bonsai::session::load_bound(p, &bonsai::session::parse_shapes(&cli.shapes)?)?;
             bonsai::ir::lower::lower(&g)?
         }
         Some(p) if p.as_os_str() != "-" => {

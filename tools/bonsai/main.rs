@@ -105,22 +105,7 @@ Passes: bonsai-opt --list-passes."
 }
 
 pub fn parse_shapes(args: &[String]) -> Result<HashMap<String, Vec<usize>>> {
-    let mut m = HashMap::new();
-    for a in args {
-        let (name, dims) = a.split_once('=').with_context(|| {
-            format!("option --shape: '{a}' is not NAME=DxDx.. (e.g. x=1x3x224x224)")
-        })?;
-        let dims: Result<Vec<usize>, _> =
-            dims.split('x').map(|d| d.trim().parse::<usize>()).collect();
-        let dims = dims.with_context(|| {
-            format!("option --shape: '{a}': dims must be positive integers separated by 'x'")
-        })?;
-        if dims.contains(&0) {
-            bail!("option --shape: '{a}': zero-sized dims are not allowed");
-        }
-        m.insert(name.to_string(), dims);
-    }
-    Ok(m)
+    Ok(bonsai::session::parse_shapes(args)?)
 }
 
 /// Write `out` atomically: a temporary file beside it, renamed into place, so a failure never
@@ -221,16 +206,12 @@ fn real_main(cli: Cli) -> Result<()> {
                 bail!("option --batch: must be at least 1");
             }
             // Shapes: --shape, else those of the data (one sample), else symbolic dims = 1.
-            let mut bind = HashMap::new();
-            for p in eval.iter().chain(calib.iter()) {
-                for (k, t) in bonsai::npz::read(p)? {
-                    if k != "labels" && !t.shape.is_empty() {
-                        let mut s = t.shape.clone();
-                        s[0] = 1;
-                        bind.entry(k).or_insert(s);
-                    }
-                }
-            }
+            let files: Vec<&std::path::Path> = eval
+                .iter()
+                .chain(calib.iter())
+                .map(|p| p.as_path())
+                .collect();
+            let mut bind = bonsai::session::sample_shapes(&files)?;
             bind.extend(parse_shapes(&shapes.shapes)?);
             let g = bonsai::session::load_default_bound(&model, &bind)?;
             let registry = bonsai_passes::registry();

@@ -69,14 +69,7 @@ pub fn run(a: SensitivityArgs) -> Result<()> {
             bail!("option --target: must be in [0, 1), got {t}");
         }
     }
-    let mut bind = std::collections::HashMap::new();
-    for (k, t) in bonsai::npz::read(&a.calib)? {
-        if k != "labels" && !t.shape.is_empty() {
-            let mut s = t.shape.clone();
-            s[0] = 1;
-            bind.insert(k, s);
-        }
-    }
+    let mut bind = bonsai::session::sample_shapes(&[a.calib.as_path()])?;
     bind.extend(super::parse_shapes(&a.shapes.shapes)?);
     let g = load_default_bound(&a.model, &bind)?;
     let data = EvalData::from_npz(&a.calib, &g)?;

@@ -5,28 +5,37 @@ use std::process::Command;
 
 use super::{bonsai, root, tempdir};
 
+/// `dir/calib.npz` with the first `calib` mnist_5k digits, `dir/eval.npz` with the rest of the
+/// first `total` (and their labels).
+fn mnist_npz(dir: &std::path::Path, calib: usize, total: usize) {
+    let prep = r#"
+import gzip, sys, numpy as np
+n, total = int(sys.argv[3]), int(sys.argv[4])
+rows = np.loadtxt(gzip.open(sys.argv[1]), delimiter=",", max_rows=total)
+x = ((rows[:, :784].reshape(-1, 1, 28, 28) / 255.0 - 0.1307) / 0.3081).astype(np.float32)
+y = rows[:, 784].astype(np.int64)
+np.savez(sys.argv[2] + "/calib.npz", input=x[:n])
+np.savez(sys.argv[2] + "/eval.npz", input=x[n:], labels=y[n:])
+"#;
+    let st = Command::new("python3")
+        .arg("-c")
+        .arg(prep)
+        .arg(root().join("testdata/data/mnist_5k.csv.gz"))
+        .arg(dir)
+        .arg(calib.to_string())
+        .arg(total.to_string())
+        .status()
+        .unwrap();
+    assert!(st.success(), "preparing MNIST data");
+}
+
 #[test]
 fn pruned_mnist_runs_in_onnxruntime_and_report_is_honest() {
     let d = tempdir("compress");
     let model = root().join("testdata/models/mnist_cnn_ccexam.onnx");
     assert!(model.exists(), "run tools/setup.sh");
     // 64 calibration digits and 128 other held-out ones, with labels.
-    let prep = r#"
-import gzip, sys, numpy as np
-rows = np.loadtxt(gzip.open(sys.argv[1]), delimiter=",", max_rows=192)
-x = ((rows[:, :784].reshape(-1, 1, 28, 28) / 255.0 - 0.1307) / 0.3081).astype(np.float32)
-y = rows[:, 784].astype(np.int64)
-np.savez(sys.argv[2] + "/calib.npz", input=x[:64])
-np.savez(sys.argv[2] + "/eval.npz", input=x[64:], labels=y[64:])
-"#;
-    let st = Command::new("python3")
-        .arg("-c")
-        .arg(prep)
-        .arg(root().join("testdata/data/mnist_5k.csv.gz"))
-        .arg(&d)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    mnist_npz(&d, 64, 192);
     let out = d.join("pruned.onnx");
     let rep = d.join("report.json");
     let o = bonsai(&[
@@ -119,20 +128,7 @@ fn compress_refuses_bad_options_and_writes_nothing() {
 #[test]
 fn sensitivity_measures_each_layer_and_suggests_an_allocation() {
     let d = tempdir("sens");
-    let prep = r#"
-import gzip, sys, numpy as np
-rows = np.loadtxt(gzip.open(sys.argv[1]), delimiter=",", max_rows=64)
-x = ((rows[:, :784].reshape(-1, 1, 28, 28) / 255.0 - 0.1307) / 0.3081).astype(np.float32)
-np.savez(sys.argv[2] + "/calib.npz", input=x)
-"#;
-    let st = Command::new("python3")
-        .arg("-c")
-        .arg(prep)
-        .arg(root().join("testdata/data/mnist_5k.csv.gz"))
-        .arg(&d)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    mnist_npz(&d, 64, 64);
     let (json, svg) = (d.join("c.json"), d.join("s.svg"));
     let o = bonsai(&[
         "sensitivity",
