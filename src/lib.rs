@@ -13,6 +13,7 @@ pub mod calib;
 pub mod candidate;
 pub mod codegen;
 pub mod compress;
+pub mod encoding;
 pub mod ir;
 pub mod npz;
 pub mod pass;

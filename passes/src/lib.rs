@@ -32,6 +32,8 @@ declare_passes! {
     prune_nm::PruneNm = "prune-nm",
     prune_sparsegpt::PruneSparsegpt = "prune-sparsegpt",
     prune_wanda::PruneWanda = "prune-wanda",
+    quantize_weights::QuantizeWeights = "quantize-weights",
+    share_kmeans::ShareKmeans = "share-kmeans",
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::ffi::c_void;
 use melior::ir::Module;
 use mlir_sys::*;
 
+use crate::encoding::{Codebook, Encoding, Quant};
 use crate::error::{Error, Result};
 use crate::graph::{tensor::numel, Tensor};
 
@@ -207,9 +208,11 @@ impl Weight {
                 let ty = mlirAttributeGetType(value);
                 let a = mlirDenseElementsAttrFloatGet(ty, v.len() as isize, v.as_ptr());
                 mlirOperationSetAttributeByName(self.op, sref("value"), a);
+                self.clear_encoding();
                 return Ok(());
             }
         }
+        self.clear_encoding();
         let boxed = Box::new(v.clone());
         let data = boxed.as_ptr() as *mut c_void;
         let len = boxed.len() * 4;
@@ -260,5 +263,129 @@ impl Weight {
         let (r, c) = (t.shape[0], t.shape[1]);
         let idx: Vec<usize> = (0..r * c).map(|i| (i % r) * c + i / r).collect();
         Ok(t.take(vec![c, r], &idx))
+    }
+}
+
+/// Tags that describe a weight's encoding (cleared whenever its values are rewritten).
+const ENCODING_TAGS: [&str; 7] = [
+    "bonsai.encoding",
+    "bonsai.bits",
+    "bonsai.centroids",
+    "bonsai.scales",
+    "bonsai.zero_points",
+    "bonsai.group",
+    "bonsai.signed",
+];
+
+fn dense_text(v: &[String], shape: &[usize], elt: &str) -> String {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    format!(
+        "dense<[{}]> : tensor<{}x{elt}>",
+        v.join(", "),
+        dims.join("x")
+    )
+}
+
+impl Weight {
+    /// The encoding a pass attached (`bonsai.encoding` and friends), or plain f32.
+    pub fn encoding(&self) -> Result<Encoding> {
+        // SAFETY: live op; attributes are read, not kept.
+        unsafe {
+            let Some(kind) = attr(self.op, "bonsai.encoding") else {
+                return Ok(Encoding::Float);
+            };
+            let kind = string(mlirStringAttrGetValue(kind));
+            let int = |k: &str| attr(self.op, k).map(|a| mlirIntegerAttrGetValueInt(a));
+            let floats = |k: &str| -> Vec<f32> {
+                attr(self.op, k)
+                    .map(|a| {
+                        (0..mlirElementsAttrGetNumElements(a))
+                            .map(|i| mlirDenseElementsAttrGetFloatValue(a, i as isize))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let bad = |m: &str| Error::Pass {
+                pass: "weights".into(),
+                msg: format!("weight '{}': bad encoding tags: {m}", self.name),
+            };
+            let bits = int("bonsai.bits").ok_or_else(|| bad("no bonsai.bits"))? as u32;
+            match kind.as_str() {
+                "codebook" => {
+                    let a = attr(self.op, "bonsai.centroids").ok_or_else(|| bad("no centroids"))?;
+                    let ty = mlirAttributeGetType(a);
+                    let (g, k) = (
+                        mlirShapedTypeGetDimSize(ty, 0) as usize,
+                        mlirShapedTypeGetDimSize(ty, 1) as usize,
+                    );
+                    let flat = floats("bonsai.centroids");
+                    let centroids = (0..g).map(|i| flat[i * k..(i + 1) * k].to_vec()).collect();
+                    Ok(Encoding::Codebook(Codebook { bits, centroids }))
+                }
+                "quant" => {
+                    let zps = attr(self.op, "bonsai.zero_points")
+                        .map(|a| {
+                            (0..mlirElementsAttrGetNumElements(a))
+                                .map(|i| mlirDenseElementsAttrGetInt32Value(a, i as isize))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    Ok(Encoding::Quant(Quant {
+                        bits,
+                        signed: attr(self.op, "bonsai.signed")
+                            .is_some_and(|a| mlirBoolAttrGetValue(a)),
+                        group: int("bonsai.group").unwrap_or(0) as usize,
+                        scales: floats("bonsai.scales"),
+                        zero_points: zps,
+                    }))
+                }
+                k => Err(bad(&format!("unknown encoding '{k}'"))),
+            }
+        }
+    }
+
+    /// Attach `enc` (after writing the values it describes).
+    pub fn set_encoding(&self, enc: &Encoding) -> Result<()> {
+        self.clear_encoding();
+        let f = |x: &f32| format!("0x{:08X}", x.to_bits());
+        match enc {
+            Encoding::Float => Ok(()),
+            Encoding::Codebook(c) => {
+                let k = c.centroids.iter().map(|c| c.len()).max().unwrap_or(1);
+                let rows: Vec<String> = c
+                    .centroids
+                    .iter()
+                    .map(|cs| {
+                        let r: Vec<String> = (0..k)
+                            .map(|i| f(cs.get(i).unwrap_or(&cs[cs.len() - 1])))
+                            .collect();
+                        format!("[{}]", r.join(", "))
+                    })
+                    .collect();
+                self.set_tag("bonsai.encoding", "\"codebook\"")?;
+                self.set_tag("bonsai.bits", &format!("{} : i64", c.bits))?;
+                // A codebook is [groups, k]; rows of groups shorter than k repeat their last
+                // centroid (never referenced twice).
+                let text = dense_text(&rows, &[c.centroids.len(), k], "f32");
+                self.set_tag("bonsai.centroids", &text)
+            }
+            Encoding::Quant(q) => {
+                self.set_tag("bonsai.encoding", "\"quant\"")?;
+                self.set_tag("bonsai.bits", &format!("{} : i64", q.bits))?;
+                self.set_tag("bonsai.signed", if q.signed { "true" } else { "false" })?;
+                self.set_tag("bonsai.group", &format!("{} : i64", q.group))?;
+                let s: Vec<String> = q.scales.iter().map(f).collect();
+                self.set_tag("bonsai.scales", &dense_text(&s, &[s.len()], "f32"))?;
+                let z: Vec<String> = q.zero_points.iter().map(|z| z.to_string()).collect();
+                self.set_tag("bonsai.zero_points", &dense_text(&z, &[z.len()], "i32"))
+            }
+        }
+    }
+
+    fn clear_encoding(&self) {
+        for k in ENCODING_TAGS {
+            // SAFETY: live op.
+            unsafe { mlirOperationRemoveAttributeByName(self.op, sref(k)) };
+        }
     }
 }

@@ -1,0 +1,384 @@
+//! `share-kmeans{bits=4 scope=layer}`: weight sharing (Deep Compression). The non-zero
+//! weights of a layer (`scope=layer`) or of each output channel (`scope=channel`) are
+//! clustered by 1-D k-means into at most 2^bits centroids; each weight becomes its centroid,
+//! so it is stored as a b-bit index plus a shared codebook. Zeros (pruned connections) stay
+//! zeros and take no centroid.
+//!
+//! `init=kmeans++` (default; deterministic, `seed=N`) or `init=linear` (centroids spread
+//! evenly over [min, max], as Deep Compression recommends for keeping large weights).
+//! `refine=true` (default when `--calib` is given) then re-solves the centroid values, with
+//! the assignments fixed, for the least squared error of the layer's outputs on the
+//! calibration inputs: minimise trace(dW H dW^T), H = X^T X, a k x k linear system.
+
+use bonsai::encoding::{Codebook, Encoding};
+use bonsai::pass::{Options, Pass, PassContext};
+use bonsai::{Error, Result};
+use melior::ir::Module;
+
+use crate::common::{flag, list, selected_views, write_rows, RowView};
+
+pub struct ShareKmeans {
+    bits: u32,
+    per_channel: bool,
+    linear_init: bool,
+    seed: u64,
+    /// None: refine when calibration data is present.
+    refine: Option<bool>,
+    exclude: Vec<String>,
+}
+
+impl ShareKmeans {
+    pub const SUMMARY: &'static str =
+        "k-means weight sharing into 2^bits centroids per layer or channel (zeros stay zeros)";
+
+    pub fn create(opts: &Options) -> Result<Box<dyn Pass>> {
+        opts.expect_keys(&["bits", "scope", "init", "seed", "refine", "exclude"])?;
+        let bits = opts.u64_or("bits", 4)?;
+        if !(1..=8).contains(&bits) {
+            return Err(Error::option("bits", format!("must be 1..=8, got {bits}")));
+        }
+        let per_channel = match opts.get("scope").unwrap_or("layer") {
+            "layer" => false,
+            "channel" => true,
+            s => return Err(Error::option("scope", format!("'{s}' is not layer or channel"))),
+        };
+        let linear_init = match opts.get("init").unwrap_or("kmeans++") {
+            "kmeans++" => false,
+            "linear" => true,
+            s => return Err(Error::option("init", format!("'{s}' is not kmeans++ or linear"))),
+        };
+        Ok(Box::new(ShareKmeans {
+            bits: bits as u32,
+            per_channel,
+            linear_init,
+            seed: opts.u64_or("seed", 0)?,
+            refine: match opts.get("refine") {
+                None => None,
+                Some(_) => Some(flag(opts, "refine", true)?),
+            },
+            exclude: list(opts, "exclude"),
+        }))
+    }
+}
+
+impl Pass for ShareKmeans {
+    fn name(&self) -> &'static str {
+        "share-kmeans"
+    }
+
+    fn needs_calibration(&self) -> bool {
+        self.refine == Some(true)
+    }
+
+    fn run(&self, cx: &PassContext, module: &mut Module) -> Result<()> {
+        let (ws, views) = selected_views(module, &self.exclude)?;
+        let refine = self.refine.unwrap_or(cx.calib.is_some());
+        let k = 1usize << self.bits;
+        for (w, view) in ws.iter().zip(&views) {
+            let (rows, cols) = (view.rows, view.cols);
+            let groups: Vec<std::ops::Range<usize>> = if self.per_channel {
+                (0..rows).map(|r| r * cols..(r + 1) * cols).collect()
+            } else {
+                vec![0..rows * cols]
+            };
+            // Cluster each group's non-zeros; NONE marks a zero.
+            let mut assign = vec![NONE; view.v.len()];
+            let mut centroids = Vec::with_capacity(groups.len());
+            for (gi, range) in groups.iter().enumerate() {
+                let vals: Vec<f64> = view.v[range.clone()]
+                    .iter()
+                    .copied()
+                    .filter(|&x| x != 0.0)
+                    .collect();
+                let seed = self.seed ^ (gi as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let c = kmeans_1d(&vals, k, self.linear_init, seed);
+                for i in range.clone() {
+                    if view.v[i] != 0.0 {
+                        assign[i] = nearest(&c, view.v[i]) as u32;
+                    }
+                }
+                centroids.push(c);
+            }
+            if refine {
+                let calib = cx.calib_for(self.name(), &w.name)?;
+                refine_centroids(view, calib, &assign, &mut centroids, self.per_channel);
+            }
+            let cb: Vec<Vec<f32>> = centroids
+                .iter()
+                .map(|c| c.iter().map(|&x| x as f32).collect())
+                .collect();
+            let v = (0..view.v.len())
+                .map(|i| match assign[i] {
+                    NONE => 0.0,
+                    a => cb[if self.per_channel { i / cols } else { 0 }][a as usize] as f64,
+                })
+                .collect();
+            write_rows(w, &RowView { rows, cols, v })?;
+            w.set_encoding(&Encoding::Codebook(Codebook {
+                bits: self.bits,
+                centroids: cb,
+            }))?;
+        }
+        Ok(())
+    }
+}
+
+const NONE: u32 = u32::MAX;
+
+/// Index of the centroid nearest to `x` (centroids sorted ascending).
+fn nearest(c: &[f64], x: f64) -> usize {
+    let i = c.partition_point(|&m| m < x);
+    if i == 0 {
+        0
+    } else if i == c.len() || (x - c[i - 1]) <= (c[i] - x) {
+        i - 1
+    } else {
+        i
+    }
+}
+
+/// 1-D k-means: at most `k` sorted centroids of `vals` (exactly the distinct values when
+/// there are no more than `k`). Lloyd iterations on the sorted values with prefix sums, so
+/// each iteration costs O(k log n).
+pub fn kmeans_1d(vals: &[f64], k: usize, linear: bool, seed: u64) -> Vec<f64> {
+    if vals.is_empty() {
+        return vec![0.0];
+    }
+    let mut s = vals.to_vec();
+    s.sort_by(f64::total_cmp);
+    let mut distinct = s.clone();
+    distinct.dedup();
+    if distinct.len() <= k {
+        return distinct;
+    }
+    let n = s.len();
+    let mut prefix = vec![0.0f64; n + 1];
+    for i in 0..n {
+        prefix[i + 1] = prefix[i] + s[i];
+    }
+    let mut c: Vec<f64> = if linear {
+        let (lo, hi) = (s[0], s[n - 1]);
+        (0..k)
+            .map(|i| lo + (hi - lo) * i as f64 / (k - 1) as f64)
+            .collect()
+    } else {
+        kmeans_pp(&s, k, seed)
+    };
+    c.sort_by(f64::total_cmp);
+    for _ in 0..300 {
+        // Boundaries between neighbouring centroids split the sorted values into clusters.
+        let mut next = c.clone();
+        let mut start = 0;
+        for j in 0..k {
+            let end = if j + 1 == k {
+                n
+            } else {
+                let mid = 0.5 * (c[j] + c[j + 1]);
+                s.partition_point(|&x| x <= mid)
+            };
+            if end > start {
+                next[j] = (prefix[end] - prefix[start]) / (end - start) as f64;
+            }
+            start = end.max(start);
+        }
+        next.sort_by(f64::total_cmp);
+        if next == c {
+            break;
+        }
+        c = next;
+    }
+    c.dedup();
+    c
+}
+
+/// k-means++ seeding (D^2 sampling) with a deterministic xorshift generator.
+fn kmeans_pp(s: &[f64], k: usize, seed: u64) -> Vec<f64> {
+    let mut state = seed ^ 0x2545_F491_4F6C_DD1D;
+    let mut rand = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let n = s.len();
+    let mut c = vec![s[((rand() * n as f64) as usize).min(n - 1)]];
+    let mut d2: Vec<f64> = s.iter().map(|&x| (x - c[0]).powi(2)).collect();
+    while c.len() < k {
+        let total: f64 = d2.iter().sum();
+        if total <= 0.0 {
+            break;
+        }
+        let mut t = rand() * total;
+        let mut pick = n - 1;
+        for (i, &d) in d2.iter().enumerate() {
+            if t < d {
+                pick = i;
+                break;
+            }
+            t -= d;
+        }
+        let x = s[pick];
+        c.push(x);
+        for (i, d) in d2.iter_mut().enumerate() {
+            *d = d.min((s[i] - x).powi(2));
+        }
+    }
+    c
+}
+
+/// Re-solve centroid values for least output error on the calibration inputs, assignments
+/// fixed: with W' = sum_c c_c M_c, minimise trace((W - W') H (W - W')^T), i.e. solve
+/// A c = b with A_cd = sum_r m_rc^T H m_rd and b_c = sum_r m_rc^T H w_r.
+fn refine_centroids(
+    view: &RowView,
+    calib: &bonsai::calib::LayerCalib,
+    assign: &[u32],
+    centroids: &mut [Vec<f64>],
+    per_channel: bool,
+) {
+    let (rows, k) = (view.rows, view.cols);
+    if calib.k != k {
+        return;
+    }
+    let rpg = rows / calib.groups.max(1);
+    let nc = centroids.iter().map(|c| c.len()).max().unwrap_or(0);
+    let mut a = vec![0.0f64; nc * nc];
+    let mut b = vec![0.0f64; nc];
+    let mut y = vec![0.0f64; nc * k];
+    let mut hw = vec![0.0f64; k];
+    for r in 0..rows {
+        let h = &calib.gram[(r / rpg.max(1)).min(calib.groups - 1)];
+        let w = &view.v[r * k..(r + 1) * k];
+        let asg = &assign[r * k..(r + 1) * k];
+        y.iter_mut().for_each(|x| *x = 0.0);
+        hw.iter_mut().for_each(|x| *x = 0.0);
+        for i in 0..k {
+            if asg[i] == NONE {
+                continue;
+            }
+            let d = asg[i] as usize;
+            let hi = &h[i * k..(i + 1) * k];
+            let yd = &mut y[d * k..(d + 1) * k];
+            for j in 0..k {
+                yd[j] += hi[j];
+                hw[j] += w[i] * hi[j];
+            }
+        }
+        // Rows with no calibration signal still need their weights: handled by the ridge.
+        for j in 0..k {
+            if asg[j] == NONE {
+                continue;
+            }
+            let c = asg[j] as usize;
+            for d in 0..nc {
+                a[c * nc + d] += y[d * k + j];
+            }
+            b[c] += hw[j];
+        }
+        if per_channel {
+            solve_into(&mut a, &mut b, &mut centroids[r]);
+            a.iter_mut().for_each(|x| *x = 0.0);
+            b.iter_mut().for_each(|x| *x = 0.0);
+        }
+    }
+    if !per_channel {
+        solve_into(&mut a, &mut b, &mut centroids[0]);
+    }
+}
+
+/// Solve (A + ridge) c = b in place of `c`, keeping a centroid whose row of A is empty (no
+/// calibration signal) at its k-means value.
+fn solve_into(a: &mut [f64], b: &mut [f64], c: &mut [f64]) {
+    let n = b.len().min(c.len());
+    let nc = b.len();
+    let trace: f64 = (0..n).map(|i| a[i * nc + i]).sum();
+    if trace <= 0.0 {
+        return;
+    }
+    let ridge = 1e-9 * trace / n as f64;
+    // Tikhonov towards the k-means values: (A + rI) c = b + r c0.
+    let mut m: Vec<Vec<f64>> = (0..n)
+        .map(|i| {
+            let mut row: Vec<f64> = (0..n).map(|j| a[i * nc + j]).collect();
+            row[i] += ridge;
+            row.push(b[i] + ridge * c[i]);
+            row
+        })
+        .collect();
+    for col in 0..n {
+        let piv = (col..n)
+            .max_by(|&x, &y| m[x][col].abs().total_cmp(&m[y][col].abs()))
+            .unwrap();
+        if m[piv][col].abs() < 1e-300 {
+            return;
+        }
+        m.swap(col, piv);
+        for r in 0..n {
+            if r != col {
+                let f = m[r][col] / m[col][col];
+                if f != 0.0 {
+                    for j in col..=n {
+                        m[r][j] -= f * m[col][j];
+                    }
+                }
+            }
+        }
+    }
+    for i in 0..n {
+        let v = m[i][n] / m[i][i];
+        if v.is_finite() {
+            c[i] = v;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kmeans_finds_well_separated_clusters() {
+        let v: Vec<f64> = [-1.0, -1.1, -0.9, 2.0, 2.1, 1.9, 5.0, 5.2, 4.8]
+            .iter()
+            .copied()
+            .collect();
+        for linear in [false, true] {
+            let c = kmeans_1d(&v, 3, linear, 7);
+            assert_eq!(c.len(), 3);
+            for (got, want) in c.iter().zip([-1.0, 2.0, 5.0]) {
+                assert!((got - want).abs() < 1e-9, "{c:?}");
+            }
+        }
+        // No more centroids than distinct values.
+        assert_eq!(kmeans_1d(&[1.0, 1.0, 2.0], 16, false, 0), vec![1.0, 2.0]);
+    }
+
+    #[test]
+    fn nearest_picks_the_closest_centroid() {
+        let c = [-1.0, 0.5, 2.0];
+        assert_eq!(nearest(&c, -5.0), 0);
+        assert_eq!(nearest(&c, 0.0), 1);
+        assert_eq!(nearest(&c, 1.3), 2);
+        assert_eq!(nearest(&c, 9.0), 2);
+    }
+
+    #[test]
+    fn refinement_minimises_output_error_on_correlated_inputs() {
+        // Two perfectly correlated inputs: only w0 + w1 of each row reaches the output. Row 0
+        // (0.9 + 0.3) uses centroid 1 twice, row 1 (0.1 + 0.7) centroid 0 twice, so the
+        // output-optimal centroids are 0.6 and 0.4, not the k-means values.
+        let view = RowView { rows: 2, cols: 2, v: vec![0.9, 0.3, 0.1, 0.7] };
+        let h = vec![1.0, 1.0, 1.0, 1.0];
+        let calib = bonsai::calib::LayerCalib {
+            groups: 1,
+            k: 2,
+            gram: vec![h],
+            sum: vec![vec![0.0; 2]],
+            rows: 1,
+        };
+        let assign = vec![1, 1, 0, 0];
+        let mut c = vec![vec![0.2, 0.8]];
+        refine_centroids(&view, &calib, &assign, &mut c, false);
+        assert!((c[0][0] - 0.4).abs() < 1e-6 && (c[0][1] - 0.6).abs() < 1e-6, "{c:?}");
+    }
+}
