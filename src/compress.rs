@@ -7,13 +7,25 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Tensor};
 use crate::ir::{lower, weights::weights, Mlir};
+use crate::onnx::export::EncodedWeight;
 use crate::pass::PassManager;
 use crate::report::{self, LayerStats, Report};
 
-/// Weights after the pipeline, in ONNX layout, plus per-layer stats.
+/// Weights after the pipeline, in ONNX layout with their encodings, biases, and per-layer
+/// stats.
 pub struct Compressed {
-    pub weights: HashMap<String, Tensor>,
+    pub weights: Vec<EncodedWeight>,
+    pub biases: HashMap<String, Tensor>,
     pub layers: Vec<LayerStats>,
+}
+
+/// How `compress` writes the output ONNX.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emit {
+    /// Standard ONNX with each weight in its smallest encoded form plus a constant decoder.
+    Onnx,
+    /// Plain f32 initializers (largest, simplest).
+    DenseOnnx,
 }
 
 /// Lower `g`, run `pm`, read the tagged weights back.
@@ -23,7 +35,8 @@ pub fn apply(g: &Graph, pm: &PassManager) -> Result<Compressed> {
     let mut m = mlir.parse(&text)?;
     pm.run(&mlir, &mut m)?;
     let mut out = Compressed {
-        weights: HashMap::new(),
+        weights: Vec::new(),
+        biases: HashMap::new(),
         layers: Vec::new(),
     };
     for w in weights(&m) {
@@ -33,13 +46,19 @@ pub fn apply(g: &Graph, pm: &PassManager) -> Result<Compressed> {
         } else {
             w.out_dim
         };
+        let encoding = w.encoding()?;
         out.layers.push(report::layer_stats(
-            g, &w.layer, &w.name, &w.kind, out_dim, &t,
+            g, &w.layer, &w.name, &w.kind, out_dim, &t, &encoding,
         ));
-        out.weights.insert(w.name.clone(), t);
+        out.weights.push(EncodedWeight {
+            name: w.name.clone(),
+            value: t,
+            out_dim,
+            encoding,
+        });
     }
     for b in crate::ir::weights::biases(&m) {
-        out.weights.insert(b.name.clone(), b.read()?);
+        out.biases.insert(b.name.clone(), b.read()?);
     }
     Ok(out)
 }
@@ -133,9 +152,20 @@ pub fn compress(
     out: &Path,
     eval: &EvalData,
     batch: usize,
+    emit: Emit,
 ) -> Result<Report> {
-    let c = apply(g, pm)?;
-    let bytes = crate::onnx::export::replace_weights(model, &c.weights)?;
+    let mut c = apply(g, pm)?;
+    let (bytes, stored) = crate::onnx::export::write_compressed(
+        model,
+        &c.weights,
+        &c.biases,
+        emit == Emit::DenseOnnx,
+    )?;
+    for (l, s) in c.layers.iter_mut().zip(&stored) {
+        debug_assert_eq!(l.weight, s.weight);
+        l.bytes_stored = s.bytes;
+        l.stored_as = s.form.clone();
+    }
     // Verify from a temporary file next to the output, then move it into place.
     let tmp = out.with_extension("verify~.onnx");
     std::fs::write(&tmp, &bytes).map_err(|e| Error::io(&tmp, e))?;
@@ -152,23 +182,27 @@ pub fn compress(
         }
     };
     std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
-    let (before, after, sparsity, fd, fe) = report::totals(&c.layers);
+    let t = report::totals(&c.layers);
+    let ratio = |a: usize| if a == 0 { 0.0 } else { t.dense as f64 / a as f64 };
+    let model_bytes = std::fs::metadata(model).map_err(|e| Error::io(model, e))?.len() as usize;
     Ok(Report {
         model: model.display().to_string(),
         pipeline: pipeline.to_string(),
         layers: c.layers,
-        weight_bytes_before: before,
-        weight_bytes_after: after,
-        ratio: if after == 0 {
-            0.0
-        } else {
-            before as f64 / after as f64
-        },
-        sparsity,
-        flops_dense: fd,
-        flops_effective: fe,
+        weight_bytes_before: t.dense,
+        weight_bytes_after: t.best_dense_csr,
+        weight_bytes_stored: t.stored,
+        weight_bytes_entropy: t.entropy,
+        ratio: ratio(t.best_dense_csr),
+        ratio_stored: ratio(t.stored),
+        ratio_entropy: ratio(t.entropy),
+        model_bytes,
+        sparsity: t.sparsity,
+        flops_dense: t.flops_dense,
+        flops_effective: t.flops_effective,
         fidelity: Some(fid),
         output_file: out.display().to_string(),
         output_bytes: bytes.len(),
+        file_ratio: model_bytes as f64 / bytes.len().max(1) as f64,
     })
 }

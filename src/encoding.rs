@@ -288,20 +288,25 @@ pub struct Sizes {
 pub fn entropy_bytes(enc: &Encoding, rows: usize, cols: usize, v: &[f32]) -> usize {
     let n = v.len();
     let (g, at) = gaps(v);
-    let gap_bits = huffman_bits(g.iter().map(|&x| x as u32)) + 256 * 8;
+    // A Huffman table costs about a byte per symbol it codes.
+    let table = |s: &mut dyn Iterator<Item = u32>| {
+        s.collect::<std::collections::BTreeSet<u32>>().len() as u64 * 8
+    };
+    let gap_bits = huffman_bits(g.iter().map(|&x| x as u32)) + table(&mut g.iter().map(|&x| x as u32));
     let (dense_bits, sparse_bits, side) = match enc.symbols(rows, cols, v) {
         Err(_) => {
             // Plain floats: 32 bits per stored value.
             (32 * n as u64, 32 * at.len() as u64 + gap_bits, 0)
         }
         Ok(s) => {
-            let table = s.alphabet as u64 * 8;
-            let dense = huffman_bits(s.sym.iter().copied()) + table;
-            let sparse = huffman_bits(at.iter().map(|a| match a {
-                Some(i) => s.sym[*i],
-                None => s.zero[0],
-            })) + table
-                + gap_bits;
+            let dense = huffman_bits(s.sym.iter().copied()) + table(&mut s.sym.iter().copied());
+            let stored = || {
+                at.iter().map(|a| match a {
+                    Some(i) => s.sym[*i],
+                    None => s.zero[0],
+                })
+            };
+            let sparse = huffman_bits(stored()) + table(&mut stored()) + gap_bits;
             let side = match enc {
                 Encoding::Codebook(c) => c.centroids.iter().map(|c| c.len()).sum::<usize>() * 32,
                 Encoding::Quant(q) => q.scales.len() * if q.signed { 32 } else { 40 },

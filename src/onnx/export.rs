@@ -3,11 +3,14 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use onnx_protobuf::{attribute_proto::AttributeType, Message, ModelProto};
+use onnx_protobuf::{
+    attribute_proto::AttributeType, AttributeProto, Message, ModelProto, NodeProto, TensorProto,
+};
 
 use super::tensor::encode;
+use crate::encoding::{gaps, row_view, Encoding};
 use crate::error::{Error, Result};
-use crate::graph::Tensor;
+use crate::graph::{DType, Data, Tensor};
 
 /// Re-encode `src` with the named tensors replaced, wherever they live (initializers or
 /// `Constant` nodes). Every name must be found.
@@ -17,6 +20,14 @@ pub fn replace_weights(src: &Path, new: &HashMap<String, Tensor>) -> Result<Vec<
         path: src.into(),
         msg: e.to_string(),
     })?;
+    replace_in(&mut m, src, new)?;
+    m.write_to_bytes().map_err(|e| Error::Model {
+        file: src.display().to_string(),
+        msg: e.to_string(),
+    })
+}
+
+fn replace_in(m: &mut ModelProto, src: &Path, new: &HashMap<String, Tensor>) -> Result<()> {
     let g = m.graph.as_mut().ok_or_else(|| Error::Decode {
         path: src.into(),
         msg: "no graph".into(),
@@ -50,10 +61,7 @@ pub fn replace_weights(src: &Path, new: &HashMap<String, Tensor>) -> Result<Vec<
             ),
         });
     }
-    m.write_to_bytes().map_err(|e| Error::Model {
-        file: src.display().to_string(),
-        msg: e.to_string(),
-    })
+    Ok(())
 }
 
 /// Write `bytes` to `out` through a temporary file renamed into place (no partial output).
@@ -64,4 +72,331 @@ pub fn write_atomic(out: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         Error::io(out, e)
     })
+}
+
+/// A weight to write in compressed form: its final values in the ONNX layout, which axis is
+/// the output channel, and the encoding a pass attached.
+pub struct EncodedWeight {
+    pub name: String,
+    pub value: Tensor,
+    pub out_dim: usize,
+    pub encoding: Encoding,
+}
+
+/// How one weight was stored.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Stored {
+    pub weight: String,
+    /// `dense f32`, `sparse int4 sym/channel`, ...
+    pub form: String,
+    /// Bytes of the initializers that now hold it.
+    pub bytes: usize,
+}
+
+fn attr_i(name: &str, v: i64) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.i = v;
+    a.type_ = protobuf::EnumOrUnknown::new(AttributeType::INT);
+    a
+}
+
+fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.ints = v.to_vec();
+    a.type_ = protobuf::EnumOrUnknown::new(AttributeType::INTS);
+    a
+}
+
+fn attr_t(name: &str, t: &Tensor) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.into();
+    a.t = protobuf::MessageField::some(encode("", t));
+    a.type_ = protobuf::EnumOrUnknown::new(AttributeType::TENSOR);
+    a
+}
+
+/// Builds the decoding subgraph of one weight.
+struct Builder<'a> {
+    w: &'a str,
+    nodes: Vec<NodeProto>,
+    inits: Vec<TensorProto>,
+    bytes: usize,
+}
+
+impl Builder<'_> {
+    fn name(&self, s: &str) -> String {
+        format!("{}.bonsai_{s}", self.w)
+    }
+
+    fn init(&mut self, s: &str, t: &Tensor) -> String {
+        let n = self.name(s);
+        let p = encode(&n, t);
+        self.bytes += p.raw_data.len();
+        self.inits.push(p);
+        n
+    }
+
+    fn node(&mut self, op: &str, ins: &[&str], out: &str, attrs: Vec<AttributeProto>) -> String {
+        let mut n = NodeProto::new();
+        n.op_type = op.into();
+        n.name = self.name(&format!("{}{}", op.to_lowercase(), self.nodes.len()));
+        n.input = ins.iter().map(|s| s.to_string()).collect();
+        let out = if out.is_empty() {
+            self.name(&format!("t{}", self.nodes.len()))
+        } else {
+            out.to_string()
+        };
+        n.output = vec![out.clone()];
+        n.attribute = attrs;
+        self.nodes.push(n);
+        out
+    }
+
+    fn reshape(&mut self, x: &str, shape: &Tensor) -> String {
+        let s = self.init(&format!("shape{}", self.nodes.len()), shape);
+        self.node("Reshape", &[x, &s], "", vec![])
+    }
+
+    /// A flat tensor of `n` copies of the one-element `value`.
+    fn filled(&mut self, n: usize, value: &Tensor) -> String {
+        let shape = self.init("n", &Tensor::i64(vec![1], vec![n as i64]));
+        self.node("ConstantOfShape", &[&shape], "", vec![attr_t("value", value)])
+    }
+
+    /// A flat tensor of `n` elements of `base`'s dtype with the stored entries scattered
+    /// into it at the positions the gaps encode.
+    fn scatter(&mut self, gaps: &[u8], vals: &Tensor, base: String) -> String {
+        let g = self.init("gaps", &Tensor::new(vec![gaps.len()], Data::U8(gaps.to_vec())));
+        let axis = self.init("axis", &Tensor::i64(vec![], vec![0]));
+        let g64 = self.node("Cast", &[&g], "", vec![attr_i("to", 7)]);
+        let pos = self.node("CumSum", &[&g64, &axis], "", vec![]);
+        let v = self.init("values", vals);
+        self.node("ScatterElements", &[&base, &pos, &v], "", vec![attr_i("axis", 0)])
+    }
+}
+
+/// Re-encode `src` with `weights` stored in the smallest standard-ONNX form their encoding
+/// allows (integers + DequantizeLinear, codebook indices + Gather, non-zeros + position gaps
+/// scattered into place), decoded by a small constant subgraph that onnxruntime folds at
+/// load; `plain` tensors (biases) are replaced as they are. `dense` forces plain f32.
+pub fn write_compressed(
+    src: &Path,
+    weights: &[EncodedWeight],
+    plain: &HashMap<String, Tensor>,
+    dense: bool,
+) -> Result<(Vec<u8>, Vec<Stored>)> {
+    let bytes = std::fs::read(src).map_err(|e| Error::io(src, e))?;
+    let mut m = ModelProto::parse_from_bytes(&bytes).map_err(|e| Error::Decode {
+        path: src.into(),
+        msg: e.to_string(),
+    })?;
+    let opset = m
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .unwrap_or(1);
+    let mut all: HashMap<String, Tensor> = plain.clone();
+    let mut stored = Vec::new();
+    let mut decode_nodes = Vec::new();
+    let mut decode_inits = Vec::new();
+    let mut replaced: Vec<String> = Vec::new();
+    for w in weights {
+        let plain_bytes = w.value.len() * 4;
+        let built = if dense || opset < 11 {
+            None
+        } else {
+            encode_weight(w, opset).map_err(|msg| Error::Model {
+                file: src.display().to_string(),
+                msg: format!("weight '{}': {msg}", w.name),
+            })?
+        };
+        match built {
+            Some((b, form)) if b.bytes < plain_bytes => {
+                stored.push(Stored {
+                    weight: w.name.clone(),
+                    form,
+                    bytes: b.bytes,
+                });
+                decode_nodes.extend(b.nodes);
+                decode_inits.extend(b.inits);
+                replaced.push(w.name.clone());
+            }
+            _ => {
+                stored.push(Stored {
+                    weight: w.name.clone(),
+                    form: "dense f32".into(),
+                    bytes: plain_bytes,
+                });
+                all.insert(w.name.clone(), w.value.clone());
+            }
+        }
+    }
+    // Plain replacements first (errors if a name is missing), then swap in the decoders.
+    replace_in(&mut m, src, &all)?;
+    let g = m.graph.as_mut().expect("checked by replace_in");
+    let before = g.initializer.len() + g.node.len();
+    g.initializer.retain(|i| !replaced.contains(&i.name));
+    g.node.retain(|n| !(n.op_type == "Constant" && n.output.iter().any(|o| replaced.contains(o))));
+    g.input.retain(|i| !replaced.contains(&i.name));
+    if before - (g.initializer.len() + g.node.len()) != replaced.len() {
+        return Err(Error::Model {
+            file: src.display().to_string(),
+            msg: "a compressed weight was not found as an initializer or Constant".into(),
+        });
+    }
+    g.initializer.extend(decode_inits);
+    let rest = std::mem::take(&mut g.node);
+    g.node = decode_nodes;
+    g.node.extend(rest);
+    let out = m.write_to_bytes().map_err(|e| Error::Model {
+        file: src.display().to_string(),
+        msg: e.to_string(),
+    })?;
+    Ok((out, stored))
+}
+
+/// The decoding subgraph of one weight and a description of its form, or None when its
+/// values are plain floats stored densely.
+fn encode_weight(w: &EncodedWeight, opset: i64) -> std::result::Result<Option<(Builder<'_>, String)>, String> {
+    let (rows, cols, v) = row_view(&w.value, w.out_dim);
+    let n = v.len();
+    let (gaps, at) = gaps(&v);
+    let sparse = at.len() * 2 < n; // a byte of gap per entry pays below ~50% density
+    let mut b = Builder {
+        w: &w.name,
+        nodes: Vec::new(),
+        inits: Vec::new(),
+        bytes: 0,
+    };
+    let shape2 = Tensor::i64(vec![2], vec![rows as i64, cols as i64]);
+    let (mat, form) = match &w.encoding {
+        Encoding::Float => {
+            if !sparse {
+                return Ok(None);
+            }
+            let vals: Vec<f32> = at.iter().map(|a| a.map_or(0.0, |i| v[i])).collect();
+            let zeros = b.filled(n, &Tensor::f32(vec![1], vec![0.0]));
+            let s = b.scatter(&gaps, &Tensor::f32(vec![vals.len()], vals), zeros);
+            (b.reshape(&s, &shape2), "sparse f32".to_string())
+        }
+        Encoding::Codebook(cb) => {
+            let s = w.encoding.symbols(rows, cols, &v)?;
+            let k = s.alphabet;
+            let narrow = k <= 256;
+            let sym_t = |syms: Vec<u32>| {
+                let len = syms.len();
+                if narrow {
+                    Tensor::new(vec![len], Data::U8(syms.iter().map(|&x| x as u8).collect()))
+                } else {
+                    Tensor::new(vec![len], Data::I32(syms.iter().map(|&x| x as i32).collect()))
+                }
+            };
+            let idx = if sparse {
+                let syms: Vec<u32> = at.iter().map(|a| a.map_or(0, |i| s.sym[i])).collect();
+                let zdt = if narrow { DType::U8 } else { DType::I32 };
+                let zeros = b.filled(n, &Tensor::zeros(zdt, vec![1]));
+                let sc = b.scatter(&gaps, &sym_t(syms), zeros);
+                b.reshape(&sc, &shape2)
+            } else {
+                let t = sym_t(s.sym.clone()).reshaped(vec![rows, cols]);
+                b.init("indices", &t)
+            };
+            let i64s = b.node("Cast", &[&idx], "", vec![attr_i("to", 7)]);
+            // LUT row: [0, c_0, .., c_{k-2}] (index 0 is a pruned zero).
+            let lut: Vec<Vec<f32>> = cb
+                .centroids
+                .iter()
+                .map(|c| {
+                    let mut r = vec![0.0f32];
+                    r.extend((0..k - 1).map(|i| *c.get(i).unwrap_or(&c[c.len() - 1])));
+                    r
+                })
+                .collect();
+            let g = lut.len();
+            let flat_lut: Vec<f32> = lut.into_iter().flatten().collect();
+            let out = if g == 1 {
+                let l = b.init("codebook", &Tensor::f32(vec![k], flat_lut));
+                b.node("Gather", &[&l, &i64s], "", vec![attr_i("axis", 0)])
+            } else {
+                let l = b.init("codebook", &Tensor::f32(vec![g, k], flat_lut));
+                b.node("GatherElements", &[&l, &i64s], "", vec![attr_i("axis", 1)])
+            };
+            (
+                out,
+                format!("{}{}", if sparse { "sparse " } else { "" }, w.encoding.describe()),
+            )
+        }
+        Encoding::Quant(q) => {
+            let s = w.encoding.symbols(rows, cols, &v)?;
+            let qmin = q.qmin();
+            let dt = if q.signed { DType::I8 } else { DType::U8 };
+            let ints = |syms: &[u32]| -> Tensor {
+                let vals: Vec<i64> = syms.iter().map(|&x| x as i64 + qmin as i64).collect();
+                Tensor::from_i64(dt, vec![vals.len()], &vals)
+            };
+            let zps: Vec<i64> = q.zero_points.iter().map(|&z| z as i64).collect();
+            let qm = if sparse {
+                let syms: Vec<u32> = at
+                    .iter()
+                    .map(|a| match a {
+                        Some(i) => s.sym[*i],
+                        // A filler lands where the value is 0, i.e. q = zero point.
+                        None => s.zero[0],
+                    })
+                    .collect();
+                if zps.len() != 1 && zps.iter().any(|&z| z != 0) {
+                    // Asymmetric per-channel zero points: stored densely (simpler, exact).
+                    return Ok(None);
+                }
+                let base = if zps.iter().all(|&z| z == 0) {
+                    b.filled(n, &Tensor::zeros(dt, vec![1]))
+                } else {
+                    // One zero point: untouched positions hold it, so they decode to 0.
+                    b.filled(n, &Tensor::from_i64(dt, vec![1], &zps))
+                };
+                let sc = b.scatter(&gaps, &ints(&syms), base);
+                b.reshape(&sc, &shape2)
+            } else {
+                b.init("q", &ints(&s.sym).reshaped(vec![rows, cols]))
+            };
+            let per_tensor = q.scales.len() == 1;
+            let out = if per_tensor || (q.group == 0 && opset >= 13) {
+                let (sh, zsh) = if per_tensor { (vec![], vec![]) } else { (vec![rows], vec![rows]) };
+                let sc = b.init("scale", &Tensor::f32(sh, q.scales.clone()));
+                let zp = b.init("zero_point", &Tensor::from_i64(dt, zsh, &zps));
+                let attrs = if per_tensor { vec![] } else { vec![attr_i("axis", 0)] };
+                b.node("DequantizeLinear", &[&qm, &sc, &zp], "", attrs)
+            } else {
+                // Per group (or per channel before opset 13): (float(q) - zp) * scale on a
+                // [rows, groups, group] view.
+                let gpr = q.groups_per_row(cols);
+                let gs = cols / gpr;
+                let sh3 = b.init("shape3", &Tensor::i64(vec![3], vec![rows as i64, gpr as i64, gs as i64]));
+                let f = b.node("Cast", &[&qm], "", vec![attr_i("to", 1)]);
+                let f3 = b.node("Reshape", &[&f, &sh3], "", vec![]);
+                let zf: Vec<f32> = zps.iter().map(|&z| z as f32).collect();
+                let zpn = b.init("zero_point", &Tensor::f32(vec![rows, gpr, 1], zf));
+                let sc = b.init("scale", &Tensor::f32(vec![rows, gpr, 1], q.scales.clone()));
+                let d = b.node("Sub", &[&f3, &zpn], "", vec![]);
+                let m3 = b.node("Mul", &[&d, &sc], "", vec![]);
+                b.reshape(&m3, &shape2)
+            };
+            (
+                out,
+                format!("{}{}", if sparse { "sparse " } else { "" }, w.encoding.describe()),
+            )
+        }
+    };
+    // [rows, cols] back to the ONNX layout.
+    if w.out_dim == 0 {
+        let shape: Vec<i64> = w.value.shape.iter().map(|&d| d as i64).collect();
+        let s = b.init("shape", &Tensor::i64(vec![shape.len()], shape));
+        b.node("Reshape", &[&mat, &s], &w.name, vec![]);
+    } else {
+        b.node("Transpose", &[&mat], &w.name, vec![attr_ints("perm", &[1, 0])]);
+    }
+    Ok(Some((b, form)))
 }

@@ -1,6 +1,7 @@
 //! `bonsai`: the model compression compiler's command line.
 
 mod bench;
+mod recipe;
 mod conformance;
 mod sensitivity;
 
@@ -64,21 +65,42 @@ enum Cmd {
     /// original on held-out inputs and report sizes, sparsity, FLOPs and fidelity.
     #[command(
         long_about = "Compress a model with a pass pipeline, write the compressed ONNX, \
-verify it against the original on held-out inputs and report.\n\nExamples:\n  \
-bonsai compress mnist.onnx -o mnist90.onnx --passes 'prune-magnitude{sparsity=0.9 granularity=global}' --eval heldout.npz\n  \
-bonsai compress model.onnx -o out.onnx --passes 'prune-magnitude{sparsity=0.5 exclude=conv1}' --report r.json\n\n\
+verify it against the original on held-out inputs and report sizes three ways (dense f32, \
+as stored in the output ONNX, entropy-coded) and fidelity.\n\nExamples:\n  \
+bonsai compress mnist.onnx -o small.onnx --prune 0.9 --share 4 --calib calib.npz --eval heldout.npz\n  \
+bonsai compress mnist.onnx -o small.onnx --passes 'prune-magnitude{sparsity=0.9 granularity=sensitivity},share-kmeans{bits=4}' --calib calib.npz --eval heldout.npz\n  \
+bonsai compress model.onnx -o int8.onnx --quantize 8 --eval heldout.npz\n  \
+bonsai compress model.onnx -o out.onnx --recipe recipe.toml --report r.json\n\n\
 --eval takes an .npz keyed by graph input names (first dim = samples) and an optional \
 'labels' array; without it bonsai verifies on 8 pseudo-random samples and says so. \
-Passes: bonsai-opt --list-passes."
+--calib (same format, different samples) feeds the calibration-aware passes. The output is \
+written only after it has been run and compared with the original. \
+Passes and their options: bonsai-opt --list-passes."
     )]
     Compress {
+        /// The ONNX model to compress (never overwritten).
         model: PathBuf,
+        /// Where to write the compressed ONNX (only once it has been verified).
         #[arg(long, short)]
         output: PathBuf,
         /// Pass pipeline, e.g. 'prune-magnitude{sparsity=0.9 granularity=global}'. Empty: a
         /// faithful copy.
         #[arg(long, default_value = "")]
         passes: String,
+        /// A TOML recipe: the pipeline as [[pass]] tables plus calib/eval paths (see
+        /// README, "Recipes"). Flags given on the command line win over its paths.
+        #[arg(long, conflicts_with = "passes")]
+        recipe: Option<PathBuf>,
+        /// Shorthand: prune this fraction of weights by magnitude (allocated by estimated
+        /// output error with --calib, else by one global ranking).
+        #[arg(long, value_name = "SPARSITY", conflicts_with_all = ["passes", "recipe"])]
+        prune: Option<f64>,
+        /// Shorthand: k-means weight sharing with 2^BITS centroids per layer.
+        #[arg(long, value_name = "BITS", conflicts_with_all = ["passes", "recipe"])]
+        share: Option<u32>,
+        /// Shorthand: BITS-bit symmetric per-channel weight quantisation.
+        #[arg(long, value_name = "BITS", conflicts_with_all = ["passes", "recipe"])]
+        quantize: Option<u32>,
         /// Held-out inputs (and optional 'labels') to verify on; not used for calibration.
         #[arg(long)]
         eval: Option<PathBuf>,
@@ -92,6 +114,11 @@ Passes: bonsai-opt --list-passes."
         /// Write the report as JSON too.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Output form: `onnx` stores each weight in the smallest standard-ONNX form its
+        /// encoding allows (int8 + DequantizeLinear, codebook indices + Gather, non-zeros +
+        /// position gaps + ScatterElements); `dense-onnx` writes plain f32 initializers.
+        #[arg(long, default_value = "onnx", value_parser = ["onnx", "dense-onnx"])]
+        emit: String,
         #[command(flatten)]
         shapes: ShapeArgs,
     },
@@ -192,12 +219,29 @@ fn real_main(cli: Cli) -> Result<()> {
             model,
             output,
             passes,
+            recipe,
+            prune,
+            share,
+            quantize,
             eval,
             calib,
             batch,
             report,
+            emit,
             shapes,
         } => {
+            let (passes, calib, eval) = match &recipe {
+                Some(path) => {
+                    let r = recipe::load(path)?;
+                    (r.pipeline, calib.or(r.calib), eval.or(r.eval))
+                }
+                None if prune.is_some() || share.is_some() || quantize.is_some() => (
+                    recipe::shorthand(prune, share, quantize, calib.is_some())?,
+                    calib,
+                    eval,
+                ),
+                None => (passes, calib, eval),
+            };
             guard_output(&output, &[&model])?;
             if let Some(r) = &report {
                 guard_output(r, &[&model])?;
@@ -235,7 +279,14 @@ fn real_main(cli: Cli) -> Result<()> {
                 Some(p) => bonsai::compress::EvalData::from_npz(p, &g)?,
                 None => bonsai::compress::EvalData::synthetic(&g, 8),
             };
-            let r = bonsai::compress::compress(&model, &g, &pm, &passes, &output, &data, batch)?;
+            let emit = if emit == "dense-onnx" {
+                bonsai::compress::Emit::DenseOnnx
+            } else {
+                bonsai::compress::Emit::Onnx
+            };
+            let r = bonsai::compress::compress(
+                &model, &g, &pm, &passes, &output, &data, batch, emit,
+            )?;
             print!("{}", bonsai::report::table(&r));
             if data.synthetic {
                 println!("note: verified on 8 pseudo-random samples only; give --eval DATA.npz for a real fidelity figure");

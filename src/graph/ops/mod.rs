@@ -5,6 +5,7 @@
 //! opset-independent form (defaults made explicit, constant operands such as axes or pads
 //! moved into attributes) so lowering never looks at the opset.
 
+mod decode;
 mod elementwise;
 pub use elementwise::VARIADIC;
 mod nn;
@@ -54,6 +55,7 @@ fn table() -> &'static [OpDef] {
         nn::register(&mut r);
         shape::register(&mut r);
         reduce::register(&mut r);
+        decode::register(&mut r);
         r.0
     })
 }

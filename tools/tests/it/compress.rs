@@ -51,6 +51,8 @@ fn pruned_mnist_runs_in_onnxruntime_and_report_is_honest() {
         d.join("eval.npz").to_str().unwrap(),
         "--report",
         rep.to_str().unwrap(),
+        "--emit",
+        "dense-onnx",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let check = r#"
@@ -95,6 +97,106 @@ print("ok", acc, agree)
     );
 }
 
+/// Run `bonsai compress` on the first mnist_5k digits and check the result independently
+/// (tools/scripts/check_compressed.py: onnxruntime decodes the weights and runs the model).
+fn compress_and_check(tag: &str, args: &[&str], expect: &[&str]) -> String {
+    let d = tempdir(tag);
+    let model = root().join("testdata/models/mnist_cnn_ccexam.onnx");
+    mnist_npz(&d, 64, 192);
+    let out = d.join("out.onnx");
+    let rep = d.join("report.json");
+    let (calib, eval) = (d.join("calib.npz"), d.join("eval.npz"));
+    let mut all = vec![
+        "compress",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--calib",
+        calib.to_str().unwrap(),
+        "--eval",
+        eval.to_str().unwrap(),
+        "--report",
+        rep.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    let o = bonsai(&all);
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut cmd = Command::new("python3");
+    cmd.arg(root().join("tools/scripts/check_compressed.py"))
+        .arg(&model)
+        .arg(&out)
+        .arg(&eval)
+        .arg(&rep)
+        .arg("--expect")
+        .args(expect);
+    let c = cmd.output().unwrap();
+    assert!(
+        c.status.success(),
+        "{stdout}\n{}{}",
+        String::from_utf8_lossy(&c.stdout),
+        String::from_utf8_lossy(&c.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn deep_compression_pipeline_is_small_and_runs_in_onnxruntime() {
+    let out = compress_and_check(
+        "deep",
+        &["--prune", "0.9", "--share", "4"],
+        &["max_centroids=16", "min_file_ratio=8", "min_agreement=0.9"],
+    );
+    assert!(out.contains("sparse kmeans 4b/layer"), "{out}");
+    assert!(out.contains("entropy-coded"), "{out}");
+}
+
+#[test]
+fn int8_weights_are_dequantize_linear_in_onnx() {
+    let out = compress_and_check(
+        "int8",
+        &["--passes", "quantize-weights{bits=8 granularity=channel}"],
+        &["int_grid=8", "op=DequantizeLinear", "min_file_ratio=3.5", "min_agreement=0.98"],
+    );
+    assert!(out.contains("int8 sym/channel"), "{out}");
+}
+
+#[test]
+fn recipe_composes_prune_and_quantise_and_names_bad_keys() {
+    let d = tempdir("recipe");
+    std::fs::write(
+        d.join("r.toml"),
+        "[[pass]]\nname = \"prune-magnitude\"\nsparsity = 0.5\nexclude = [\"Conv_0\"]\n\n[[pass]]\nname = \"quantize-weights\"\nbits = 4\ngranularity = \"group:32\"\nexclude = [\"Conv_0\"]\n",
+    )
+    .unwrap();
+    let recipe = d.join("r.toml");
+    let out = compress_and_check(
+        "recipe-run",
+        &["--recipe", recipe.to_str().unwrap()],
+        &["int_grid=4", "min_agreement=0.95"],
+    );
+    assert!(out.contains("int4 sym/group32"), "{out}");
+    std::fs::write(d.join("bad.toml"), "[[pass]]\nname = \"share-kmeans\"\nbitz = 4\n").unwrap();
+    std::fs::write(d.join("bad2.toml"), "passes = 3\n").unwrap();
+    let x = d.join("x.onnx");
+    for (file, want) in [
+        ("bad.toml", "option share-kmeans{bitz}: unknown option"),
+        ("bad2.toml", "unknown or mistyped key 'passes'"),
+    ] {
+        let o = bonsai(&[
+            "compress",
+            "testdata/models/mnist_cnn_ccexam.onnx",
+            "-o",
+            x.to_str().unwrap(),
+            "--recipe",
+            d.join(file).to_str().unwrap(),
+        ]);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && e.contains(want), "{file}: {e}");
+        assert!(!x.exists());
+    }
+}
+
 #[test]
 fn compress_refuses_bad_options_and_writes_nothing() {
     let d = tempdir("compress-bad");
@@ -107,6 +209,14 @@ fn compress_refuses_bad_options_and_writes_nothing() {
         ),
         ("prune-nothing", "does not refer to a registered pass"),
         ("prune-sparsegpt{sparsity=0.5}", "option --calib"),
+        (
+            "quantize-weights{scheme=affine}",
+            "option quantize-weights{scheme}: 'affine' is not sym or asym",
+        ),
+        (
+            "share-kmeans{scope=row}",
+            "option share-kmeans{scope}: 'row' is not layer or channel",
+        ),
     ] {
         let o = bonsai(&[
             "compress",
