@@ -25,6 +25,43 @@ pub struct LayerCalib {
     /// Column sums per group (divide by `rows` for the mean input, used by bias correction).
     pub sum: Vec<Vec<f64>>,
     pub rows: usize,
+    /// The layer input's values seen: range, and an evenly strided sample of at most
+    /// `ACT_SAMPLE` of them (for percentile / MSE activation ranges).
+    pub act: ActStats,
+}
+
+/// Range and a sample of a layer input's values on the calibration data.
+#[derive(Clone, Debug, Default)]
+pub struct ActStats {
+    pub min: f32,
+    pub max: f32,
+    pub sample: Vec<f32>,
+    /// Values seen in total.
+    pub seen: usize,
+}
+
+/// Largest activation sample kept per layer.
+pub const ACT_SAMPLE: usize = 1 << 20;
+
+impl ActStats {
+    fn add(&mut self, v: &[f64]) {
+        if self.seen == 0 {
+            self.min = f32::INFINITY;
+            self.max = f32::NEG_INFINITY;
+        }
+        for &x in v {
+            self.min = self.min.min(x as f32);
+            self.max = self.max.max(x as f32);
+        }
+        // Keep every k-th value, k chosen so a batch adds at most ACT_SAMPLE / 8 of them.
+        let k = (v.len() / (ACT_SAMPLE / 8)).max(1);
+        self.sample.extend(v.iter().step_by(k).map(|&x| x as f32));
+        if self.sample.len() > ACT_SAMPLE {
+            let s: Vec<f32> = self.sample.iter().step_by(2).copied().collect();
+            self.sample = s;
+        }
+        self.seen += v.len();
+    }
 }
 
 impl LayerCalib {
@@ -141,6 +178,7 @@ pub fn capture(
                     gram: vec![vec![0.0; s.k * s.k]; s.groups],
                     sum: vec![vec![0.0; s.k]; s.groups],
                     rows: 0,
+                    act: ActStats::default(),
                 },
             )
         })
@@ -157,6 +195,8 @@ pub fn capture(
             let pos = extra.iter().position(|&v| v == s.x).expect("exposed");
             let x = &outs[first_extra + pos].1;
             let lc = cal.get_mut(&s.weight).expect("site");
+            let per_sample = x.len() / x.shape.first().copied().unwrap_or(1).max(1);
+            lc.act.add(&x.to_f64_vec()[..take * per_sample]);
             accumulate(s, x, take, lc);
         }
         start += take;

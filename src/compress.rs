@@ -55,6 +55,7 @@ pub fn apply(g: &Graph, pm: &PassManager) -> Result<Compressed> {
             value: t,
             out_dim,
             encoding,
+            act: w.act_quant(),
         });
     }
     for b in crate::ir::weights::biases(&m) {

@@ -32,6 +32,7 @@ declare_passes! {
     prune_nm::PruneNm = "prune-nm",
     prune_sparsegpt::PruneSparsegpt = "prune-sparsegpt",
     prune_wanda::PruneWanda = "prune-wanda",
+    quantize_activations::QuantizeActivations = "quantize-activations",
     quantize_weights::QuantizeWeights = "quantize-weights",
     share_kmeans::ShareKmeans = "share-kmeans",
 }

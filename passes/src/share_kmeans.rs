@@ -375,6 +375,7 @@ mod tests {
             gram: vec![h],
             sum: vec![vec![0.0; 2]],
             rows: 1,
+            act: Default::default(),
         };
         let assign = vec![1, 1, 0, 0];
         let mut c = vec![vec![0.2, 0.8]];

@@ -382,6 +382,20 @@ impl Weight {
         }
     }
 
+    /// The uint8 activation range `quantize-activations` tagged on this layer's input:
+    /// (scale, zero point).
+    pub fn act_quant(&self) -> Option<(f32, i32)> {
+        // SAFETY: live op.
+        unsafe {
+            let s = attr(self.op, "bonsai.act_scale")?;
+            let z = attr(self.op, "bonsai.act_zero_point")?;
+            Some((
+                mlirDenseElementsAttrGetFloatValue(s, 0),
+                mlirIntegerAttrGetValueInt(z) as i32,
+            ))
+        }
+    }
+
     fn clear_encoding(&self) {
         for k in ENCODING_TAGS {
             // SAFETY: live op.

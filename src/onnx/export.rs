@@ -81,6 +81,8 @@ pub struct EncodedWeight {
     pub value: Tensor,
     pub out_dim: usize,
     pub encoding: Encoding,
+    /// uint8 (scale, zero point) for the input of the layers using this weight.
+    pub act: Option<(f32, i32)>,
 }
 
 /// How one weight was stored.
@@ -250,7 +252,42 @@ pub fn write_compressed(
     g.initializer.extend(decode_inits);
     let rest = std::mem::take(&mut g.node);
     g.node = decode_nodes;
-    g.node.extend(rest);
+    // Activation QDQ in front of every layer whose weight carries a range.
+    let acts: HashMap<&str, (f32, i32)> = weights
+        .iter()
+        .filter_map(|w| Some((w.name.as_str(), w.act?)))
+        .collect();
+    for mut n in rest {
+        let act = match (n.op_type.as_str(), n.input.get(1)) {
+            ("Conv" | "Gemm" | "MatMul", Some(w)) => acts.get(w.as_str()).copied(),
+            _ => None,
+        };
+        if let Some((s, z)) = act {
+            let w = n.input[1].clone();
+            let x = n.input[0].clone();
+            let (sn, zn) = (format!("{w}.bonsai_act_scale"), format!("{w}.bonsai_act_zero_point"));
+            if !g.initializer.iter().any(|i| i.name == sn) {
+                g.initializer.push(encode(&sn, &Tensor::f32(vec![], vec![s])));
+                g.initializer
+                    .push(encode(&zn, &Tensor::new(vec![], Data::U8(vec![z as u8]))));
+            }
+            let base = format!("{}.bonsai_act_{}", w, g.node.len());
+            let mut q = NodeProto::new();
+            q.op_type = "QuantizeLinear".into();
+            q.name = format!("{base}_q");
+            q.input = vec![x, sn.clone(), zn.clone()];
+            q.output = vec![format!("{base}_q")];
+            let mut dq = NodeProto::new();
+            dq.op_type = "DequantizeLinear".into();
+            dq.name = format!("{base}_dq");
+            dq.input = vec![q.output[0].clone(), sn, zn];
+            dq.output = vec![format!("{base}_dq")];
+            n.input[0] = dq.output[0].clone();
+            g.node.push(q);
+            g.node.push(dq);
+        }
+        g.node.push(n);
+    }
     let out = m.write_to_bytes().map_err(|e| Error::Model {
         file: src.display().to_string(),
         msg: e.to_string(),
@@ -338,6 +375,24 @@ fn encode_weight(w: &EncodedWeight, opset: i64) -> std::result::Result<Option<(B
                 Tensor::from_i64(dt, vec![vals.len()], &vals)
             };
             let zps: Vec<i64> = q.zero_points.iter().map(|&z| z as i64).collect();
+            let per_tensor = q.scales.len() == 1;
+            if !sparse && (per_tensor || (q.group == 0 && opset >= 13)) {
+                // Integers in the weight's own layout straight into DequantizeLinear: the QDQ
+                // form int8 engines recognise (DQ -> Conv/Gemm/MatMul).
+                let syms: Vec<u32> = if w.out_dim == 0 {
+                    s.sym.clone()
+                } else {
+                    (0..rows * cols).map(|i| s.sym[(i % rows) * cols + i / rows]).collect()
+                };
+                let qt = ints(&syms).reshaped(w.value.shape.clone());
+                let qn = b.init("q", &qt);
+                let (sh, zsh) = if per_tensor { (vec![], vec![]) } else { (vec![rows], vec![rows]) };
+                let sc = b.init("scale", &Tensor::f32(sh, q.scales.clone()));
+                let zp = b.init("zero_point", &Tensor::from_i64(dt, zsh, &zps));
+                let attrs = if per_tensor { vec![] } else { vec![attr_i("axis", w.out_dim as i64)] };
+                b.node("DequantizeLinear", &[&qn, &sc, &zp], &w.name, attrs);
+                return Ok(Some((b, w.encoding.describe())));
+            }
             let qm = if sparse {
                 let syms: Vec<u32> = at
                     .iter()
@@ -362,7 +417,6 @@ fn encode_weight(w: &EncodedWeight, opset: i64) -> std::result::Result<Option<(B
             } else {
                 b.init("q", &ints(&s.sym).reshaped(vec![rows, cols]))
             };
-            let per_tensor = q.scales.len() == 1;
             let out = if per_tensor || (q.group == 0 && opset >= 13) {
                 let (sh, zsh) = if per_tensor { (vec![], vec![]) } else { (vec![rows], vec![rows]) };
                 let sc = b.init("scale", &Tensor::f32(sh, q.scales.clone()));

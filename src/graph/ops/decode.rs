@@ -1,7 +1,8 @@
 //! Ops that decode compressed weights in standard ONNX: DequantizeLinear, GatherElements,
-//! ScatterElements, CumSum. bonsai folds them when their inputs are constants (the weight
-//! decoders its own writer emits, and those of QDQ models); run-time inputs are rejected at
-//! import, naming the input that must be constant.
+//! ScatterElements, CumSum; and QuantizeLinear. bonsai folds them when their inputs are
+//! constants (the weight decoders its own writer emits, and those of QDQ models). On run-time
+//! values only per-tensor QuantizeLinear/DequantizeLinear are compiled (activation QDQ); the
+//! others are rejected at import, naming the input that must be constant.
 
 use super::{norm_axis, Ctx, Registry};
 use crate::error::Result;
@@ -11,6 +12,7 @@ use crate::graph::{Attr, DType, TensorType};
 
 pub(super) fn register(r: &mut Registry) {
     r.insert("DequantizeLinear", 10, infer_dequantize, Some(fold_dequantize));
+    r.insert("QuantizeLinear", 10, infer_quantize, Some(fold_quantize));
     r.insert("GatherElements", 11, infer_gather_elements, Some(fold_gather_elements));
     r.insert("ScatterElements", 11, infer_scatter_elements, Some(fold_scatter_elements));
     r.insert("CumSum", 11, infer_cumsum, Some(fold_cumsum));
@@ -25,9 +27,83 @@ fn constant_only(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
+/// Scale and zero point must be constants; a run-time input 0 needs a per-tensor scale.
+fn quant_params_const(ctx: &Ctx) -> Result<()> {
+    for i in 1..ctx.n_in() {
+        if ctx.has(i) {
+            ctx.need_const(i)?;
+        }
+    }
+    if ctx.konst(0).is_none() && ctx.ty(1)?.numel() != 1 {
+        ctx.need_const(0)?;
+    }
+    Ok(())
+}
+
+fn infer_quantize(ctx: &mut Ctx) -> Result<Vec<TensorType>> {
+    ctx.expect_inputs(2, 3)?;
+    quant_params_const(ctx)?;
+    ctx.reject_attr("block_size", "blocked quantisation")?;
+    ctx.reject_attr("output_dtype", "output_dtype")?;
+    if ctx.attr_int("saturate", 1) != 1 {
+        return Err(ctx.unsupported("saturate=0"));
+    }
+    let x = ctx.ty(0)?.clone();
+    if x.dtype != DType::F32 {
+        return Err(ctx.unsupported(format!("input of type {}", x.dtype)));
+    }
+    let s = ctx.ty(1)?.clone();
+    if s.numel() != 1 {
+        let a = norm_axis(ctx, ctx.attr_int("axis", 1), x.rank())?;
+        if s.rank() != 1 || s.shape[0] != x.shape[a] {
+            return Err(ctx.err(format!("scale {s} does not match dim {a} of the input {x}")));
+        }
+        ctx.set("axis", Attr::Int(a as i64));
+    }
+    let dt = if ctx.has(2) { ctx.ty(2)?.dtype } else { DType::U8 };
+    if !matches!(dt, DType::U8 | DType::I8) {
+        return Err(ctx.unsupported(format!("output type {dt}")));
+    }
+    Ok(vec![TensorType::new(dt, x.shape)])
+}
+
+/// Per-element (scale, zero point) lookup of a Q/DQ node.
+fn qparams<'a>(ctx: &Ctx, x: &'a [&'a Tensor]) -> (Vec<f32>, Vec<i64>, usize, usize) {
+    let s: Vec<f32> = x[1].to_f64_vec().iter().map(|&v| v as f32).collect();
+    let z = if x.len() > 2 { x[2].to_i64_vec() } else { vec![0; s.len()] };
+    let (axis_len, inner) = if s.len() == 1 {
+        (1, 1)
+    } else {
+        let a = ctx.attr_int("axis", 1) as usize;
+        (x[0].shape[a], strides(&x[0].shape)[a])
+    };
+    (s, z, axis_len, inner)
+}
+
+/// ONNX QuantizeLinear on one value: round half to even, saturate.
+pub fn quantize_value(x: f32, s: f32, z: i64, dt: DType) -> i64 {
+    let (lo, hi) = if dt == DType::U8 { (0.0, 255.0) } else { (-128.0, 127.0) };
+    ((x / s).round_ties_even() + z as f32).clamp(lo, hi) as i64
+}
+
+fn fold_quantize(ctx: &Ctx, x: &[&Tensor], out: &[TensorType]) -> Result<Vec<Tensor>> {
+    let (s, z, axis_len, inner) = qparams(ctx, x);
+    let dt = out[0].dtype;
+    let v: Vec<i64> = x[0]
+        .to_f64_vec()
+        .iter()
+        .enumerate()
+        .map(|(i, &xi)| {
+            let p = if s.len() == 1 { 0 } else { (i / inner) % axis_len };
+            quantize_value(xi as f32, s[p], z[p], dt)
+        })
+        .collect();
+    Ok(vec![Tensor::from_i64(dt, x[0].shape.clone(), &v)])
+}
+
 fn infer_dequantize(ctx: &mut Ctx) -> Result<Vec<TensorType>> {
     ctx.expect_inputs(2, 3)?;
-    constant_only(ctx)?;
+    quant_params_const(ctx)?;
     ctx.reject_attr("block_size", "blocked quantisation")?;
     let x = ctx.ty(0)?.clone();
     if !matches!(x.dtype, DType::I8 | DType::U8 | DType::I32) {
@@ -57,18 +133,7 @@ fn infer_dequantize(ctx: &mut Ctx) -> Result<Vec<TensorType>> {
 
 fn fold_dequantize(ctx: &Ctx, x: &[&Tensor], _out: &[TensorType]) -> Result<Vec<Tensor>> {
     let q = x[0].to_i64_vec();
-    let s: Vec<f32> = x[1].to_f64_vec().iter().map(|&v| v as f32).collect();
-    let z = if x.len() > 2 {
-        x[2].to_i64_vec()
-    } else {
-        vec![0; s.len()]
-    };
-    let (axis_len, inner) = if s.len() == 1 {
-        (1, 1)
-    } else {
-        let a = ctx.attr_int("axis", 1) as usize;
-        (x[0].shape[a], strides(&x[0].shape)[a])
-    };
+    let (s, z, axis_len, inner) = qparams(ctx, x);
     let v: Vec<f32> = q
         .iter()
         .enumerate()

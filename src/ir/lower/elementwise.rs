@@ -93,6 +93,39 @@ pub(super) fn cast(e: &mut Emitter, n: &N) -> String {
     })
 }
 
+/// Per-tensor QuantizeLinear (round half to even, saturate) / DequantizeLinear on run-time
+/// values; scale and zero point are constants (checked at import).
+pub(super) fn qdq(e: &mut Emitter, n: &N) -> String {
+    let out = n.out_ty(0).clone();
+    let from = n.in_ty(0).dtype;
+    let k = |i: usize| n.node.inputs.get(i).copied().flatten().and_then(|v| n.g.konst(v));
+    let s = k(1).expect("constant scale").to_f64_vec()[0] as f32 as f64;
+    let z = k(2).map(|t| t.to_i64_vec()[0]).unwrap_or(0) as f64;
+    let ins = operands(e, n, &[0], &out.shape);
+    let quantize = n.node.op == "QuantizeLinear";
+    map(e, ins, out.dtype, &out.shape, |b, a| {
+        let f = DType::F32;
+        let t = f.mlir();
+        let sc = scalar::cst(b, f, s);
+        let zc = scalar::cst(b, f, z);
+        if quantize {
+            let (lo, hi) = if out.dtype == DType::U8 { (0.0, 255.0) } else { (-128.0, 127.0) };
+            let d = b.op(&format!("arith.divf {}, {sc} : {t}", a[0]));
+            let r = b.op(&format!("math.roundeven {d} : {t}"));
+            let r = b.op(&format!("arith.addf {r}, {zc} : {t}"));
+            let lo = scalar::cst(b, f, lo);
+            let hi = scalar::cst(b, f, hi);
+            let r = b.op(&format!("arith.maximumf {r}, {lo} : {t}"));
+            let r = b.op(&format!("arith.minimumf {r}, {hi} : {t}"));
+            scalar::cast(b, f, out.dtype, &r)
+        } else {
+            let x = scalar::cast(b, from, f, &a[0]);
+            let d = b.op(&format!("arith.subf {x}, {zc} : {t}"));
+            b.op(&format!("arith.mulf {d}, {sc} : {t}"))
+        }
+    })
+}
+
 pub(super) fn select(e: &mut Emitter, n: &N) -> String {
     let out = n.out_ty(0).clone();
     let ins = operands(e, n, &[0, 1, 2], &out.shape);

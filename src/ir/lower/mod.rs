@@ -100,6 +100,7 @@ fn lower_node(e: &mut Emitter, node: &Node) -> Result<()> {
         "Gather" => shape::gather(e, &n),
         "Pad" => shape::pad(e, &n),
         "Cast" => elementwise::cast(e, &n),
+        "QuantizeLinear" | "DequantizeLinear" => elementwise::qdq(e, &n),
         "Where" => elementwise::select(e, &n),
         _ => elementwise::lower(e, &n)?,
     };
