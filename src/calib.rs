@@ -72,6 +72,36 @@ impl LayerCalib {
             .collect()
     }
 
+    /// Relative output error of replacing a [rows, cols] row view `w` by `w2` on the
+    /// calibration inputs: sum_g trace(dW H dW^T) / trace(W H W^T).
+    pub fn output_error(&self, rows: usize, w: &[f32], w2: &[f32]) -> f64 {
+        let k = self.k;
+        if w.len() != rows * k || self.groups == 0 {
+            return f64::NAN;
+        }
+        let rpg = rows / self.groups;
+        let (mut num, mut den) = (0.0, 0.0);
+        for g in 0..self.groups {
+            let h = Mat::<f64>::from_fn(k, k, |i, j| self.gram[g][i * k + j]);
+            let quad = |m: &Mat<f64>| -> f64 {
+                let mh = m * &h;
+                (0..rpg)
+                    .map(|r| (0..k).map(|j| mh[(r, j)] * m[(r, j)]).sum::<f64>())
+                    .sum()
+            };
+            let at = |r: usize, j: usize| (g * rpg + r) * k + j;
+            let wm = Mat::<f64>::from_fn(rpg, k, |r, j| w[at(r, j)] as f64);
+            let dm = Mat::<f64>::from_fn(rpg, k, |r, j| (w[at(r, j)] - w2[at(r, j)]) as f64);
+            num += quad(&dm);
+            den += quad(&wm);
+        }
+        if den > 0.0 {
+            num / den
+        } else {
+            0.0
+        }
+    }
+
     /// Mean input row of a group.
     pub fn mean(&self, group: usize) -> Vec<f64> {
         let n = self.rows.max(1) as f64;

@@ -10,12 +10,17 @@ pub struct Candidate {
     /// The pass and options that produce it, e.g. `prune-magnitude{layers=fc1:0.9}`.
     pub pipeline: String,
     pub sparsity: f64,
-    /// Relative squared error of the model output on calibration data,
-    /// ||y - y0||^2 / ||y0||^2, with only this layer changed.
+    /// The weight encoding it leaves (`f32`, `kmeans 4b/layer`, `int8 sym/channel`).
+    pub encoding: String,
+    /// Relative squared error with only this layer changed, measured as `measured` says:
+    /// `model-output` (||y - y0||^2 / ||y0||^2 of the model on calibration data),
+    /// `layer-output` (trace(dW H dW^T) / trace(W H W^T), H = X^T X from calibration) or
+    /// `weights` (||dW||^2 / ||W||^2, without calibration data).
     pub error: f64,
-    /// Top-1 agreement with the original on calibration data.
-    pub agreement: f64,
-    /// Weight bytes in the better of dense and CSR storage.
+    pub measured: &'static str,
+    /// Top-1 agreement with the original on calibration data (model-output only).
+    pub agreement: Option<f64>,
+    /// Weight bytes: in the better of dense and CSR storage (pruning), or entropy-coded.
     pub bytes: usize,
     pub flops: u64,
 }

@@ -13,7 +13,7 @@ macro_rules! declare_passes {
         /// The registry of every bonsai pass.
         pub fn registry() -> Registry {
             let mut r = Registry::default();
-            $(r.register(PassInfo { name: $name, summary: $module::$ty::SUMMARY, factory: $module::$ty::create });)*
+            $(r.register(PassInfo { name: $name, summary: $module::$ty::SUMMARY, factory: $module::$ty::create, grid: $module::$ty::GRID });)*
             r
         }
 

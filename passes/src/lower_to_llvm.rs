@@ -10,6 +10,8 @@ pub struct LowerToLlvm;
 
 impl LowerToLlvm {
     pub const SUMMARY: &'static str = "bufferize (results as out-params) and lower to the LLVM dialect";
+    /// Settings `bonsai propose` tries.
+    pub const GRID: &'static [&'static str] = &[];
 
     pub fn create(opts: &Options) -> Result<Box<dyn Pass>> {
         opts.expect_keys(&[])?;

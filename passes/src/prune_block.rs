@@ -19,6 +19,8 @@ pub struct PruneBlock {
 
 impl PruneBlock {
     pub const SUMMARY: &'static str = "remove RxC blocks of smallest norm (BSR-friendly), per layer or global";
+    /// Settings `bonsai propose` tries.
+    pub const GRID: &'static [&'static str] = &["sparsity=0.5 granularity=layer", "sparsity=0.7 granularity=layer", "sparsity=0.8 granularity=layer", "sparsity=0.9 granularity=layer"];
 
     pub fn create(opts: &Options) -> Result<Box<dyn Pass>> {
         opts.expect_keys(&["block", "sparsity", "granularity", "exclude"])?;

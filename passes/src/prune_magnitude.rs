@@ -40,6 +40,8 @@ pub struct PruneMagnitude {
 
 impl PruneMagnitude {
     pub const SUMMARY: &'static str = "zero the smallest-magnitude weights (per layer or global; sparsity, absolute or relative threshold)";
+    /// Settings `bonsai propose` tries.
+    pub const GRID: &'static [&'static str] = &["sparsity=0.5 granularity=layer -threshold -relative -layers", "sparsity=0.7 granularity=layer -threshold -relative -layers", "sparsity=0.8 granularity=layer -threshold -relative -layers", "sparsity=0.9 granularity=layer -threshold -relative -layers", "sparsity=0.95 granularity=layer -threshold -relative -layers"];
 
     pub fn create(opts: &Options) -> Result<Box<dyn Pass>> {
         opts.expect_keys(&["sparsity", "threshold", "relative", "granularity", "exclude", "layers"])?;

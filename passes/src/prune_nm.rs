@@ -17,6 +17,8 @@ pub struct PruneNm {
 
 impl PruneNm {
     pub const SUMMARY: &'static str = "N:M pruning along the reduction dimension (e.g. 2:4), by magnitude";
+    /// Settings `bonsai propose` tries.
+    pub const GRID: &'static [&'static str] = &["n=2 m=4", "n=1 m=4", "n=4 m=8", "n=2 m=8"];
 
     pub fn create(opts: &Options) -> Result<Box<dyn Pass>> {
         opts.expect_keys(&["n", "m", "exclude"])?;

@@ -27,6 +27,8 @@ pub struct PruneSparsegpt {
 
 impl PruneSparsegpt {
     pub const SUMMARY: &'static str = "second-order pruning with reconstruction (OBS/SparseGPT); needs --calib";
+    /// Settings `bonsai propose` tries.
+    pub const GRID: &'static [&'static str] = &["sparsity=0.5 granularity=layer", "sparsity=0.7 granularity=layer", "sparsity=0.8 granularity=layer", "sparsity=0.9 granularity=layer", "sparsity=0.95 granularity=layer"];
 
     pub fn create(opts: &Options) -> Result<Box<dyn Pass>> {
         opts.expect_keys(&["sparsity", "granularity", "pattern", "damp", "blocksize", "exclude", "correct_bias"])?;

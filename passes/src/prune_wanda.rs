@@ -21,6 +21,8 @@ pub struct PruneWanda {
 
 impl PruneWanda {
     pub const SUMMARY: &'static str = "activation-aware pruning, |W| x ||X|| per output channel (Wanda); needs --calib";
+    /// Settings `bonsai propose` tries.
+    pub const GRID: &'static [&'static str] = &["sparsity=0.5 granularity=layer", "sparsity=0.7 granularity=layer", "sparsity=0.8 granularity=layer", "sparsity=0.9 granularity=layer"];
 
     pub fn create(opts: &Options) -> Result<Box<dyn Pass>> {
         opts.expect_keys(&["sparsity", "granularity", "pattern", "exclude", "correct_bias"])?;

@@ -31,6 +31,8 @@ enum Method {
 impl QuantizeActivations {
     pub const SUMMARY: &'static str =
         "uint8 ranges for every weighted layer's input from --calib (minmax|percentile|mse), written as QDQ";
+    /// Settings `bonsai propose` tries.
+    pub const GRID: &'static [&'static str] = &[];
 
     pub fn create(opts: &Options) -> Result<Box<dyn Pass>> {
         opts.expect_keys(&["calibration", "percentile", "exclude"])?;

@@ -34,6 +34,8 @@ enum Granularity {
 impl QuantizeWeights {
     pub const SUMMARY: &'static str =
         "uniform b-bit weights (sym|asym, per tensor|channel|group:G) with clipping search";
+    /// Settings `bonsai propose` tries.
+    pub const GRID: &'static [&'static str] = &["bits=8", "bits=6", "bits=4", "bits=3", "bits=2"];
 
     pub fn create(opts: &Options) -> Result<Box<dyn Pass>> {
         opts.expect_keys(&["bits", "scheme", "granularity", "search", "exclude", "correct_bias"])?;

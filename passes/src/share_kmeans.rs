@@ -30,6 +30,8 @@ pub struct ShareKmeans {
 impl ShareKmeans {
     pub const SUMMARY: &'static str =
         "k-means weight sharing into 2^bits centroids per layer or channel (zeros stay zeros)";
+    /// Settings `bonsai propose` tries.
+    pub const GRID: &'static [&'static str] = &["bits=6", "bits=5", "bits=4", "bits=3", "bits=2"];
 
     pub fn create(opts: &Options) -> Result<Box<dyn Pass>> {
         opts.expect_keys(&["bits", "scope", "init", "seed", "refine", "exclude"])?;

@@ -403,3 +403,22 @@ impl Weight {
         }
     }
 }
+
+/// Every weight's values and encoding, to put back after trying a setting (propose mode).
+pub struct Snapshot(Vec<(Tensor, Encoding)>);
+
+pub fn snapshot(module: &Module) -> Result<Snapshot> {
+    weights(module)
+        .iter()
+        .map(|w| Ok((w.read()?, w.encoding()?)))
+        .collect::<Result<_>>()
+        .map(Snapshot)
+}
+
+pub fn restore(module: &Module, s: &Snapshot) -> Result<()> {
+    for (w, (t, e)) in weights(module).iter().zip(&s.0) {
+        w.write(t)?;
+        w.set_encoding(e)?;
+    }
+    Ok(())
+}

@@ -12,6 +12,8 @@ use melior::pass::PassManager as MlirPassManager;
 pub use pipeline::{parse_pipeline, Element, Options};
 
 use crate::calib::{Calibration, LayerCalib};
+use crate::candidate::Candidate;
+use crate::encoding::Encoding;
 use crate::error::{Error, Result};
 use crate::ir::Mlir;
 
@@ -55,6 +57,10 @@ pub struct PassInfo {
     pub name: &'static str,
     pub summary: &'static str,
     pub factory: Factory,
+    /// Settings propose mode tries, each as option text overriding the pipeline's
+    /// (`sparsity=0.9`, `bits=4`; `-key` drops an option); empty for passes that are not
+    /// lossy.
+    pub grid: &'static [&'static str],
 }
 
 /// Every bonsai pass by name.
@@ -82,9 +88,16 @@ impl Registry {
     }
 }
 
+/// How a bonsai step was built, so propose mode can rebuild it with other settings.
+struct Origin {
+    factory: Factory,
+    options: Options,
+    grid: &'static [&'static str],
+}
+
 /// One step of a parsed pipeline.
 enum Step {
-    Bonsai(Box<dyn Pass>),
+    Bonsai(Box<dyn Pass>, Origin),
     /// A run of consecutive upstream passes, as pipeline text.
     Upstream(String),
 }
@@ -92,7 +105,7 @@ enum Step {
 impl Step {
     fn label(&self) -> String {
         match self {
-            Step::Bonsai(p) => p.name().to_string(),
+            Step::Bonsai(p, _) => p.name().to_string(),
             Step::Upstream(t) => t.clone(),
         }
     }
@@ -119,15 +132,19 @@ impl PassManager {
                         steps.push(Step::Upstream(upstream.join(",")));
                         upstream.clear();
                     }
-                    steps.push(Step::Bonsai((info.factory)(&el.options).map_err(
-                        |e| match e {
-                            Error::Option { option, msg } => Error::Option {
-                                option: format!("{}{{{option}}}", info.name),
-                                msg,
-                            },
-                            e => e,
+                    let pass = (info.factory)(&el.options).map_err(|e| match e {
+                        Error::Option { option, msg } => Error::Option {
+                            option: format!("{}{{{option}}}", info.name),
+                            msg,
                         },
-                    )?));
+                        e => e,
+                    })?;
+                    let origin = Origin {
+                        factory: info.factory,
+                        options: el.options.clone(),
+                        grid: info.grid,
+                    };
+                    steps.push(Step::Bonsai(pass, origin));
                 }
                 _ => upstream.push(el.text.clone()),
             }
@@ -149,14 +166,14 @@ impl PassManager {
     pub fn needs_calibration(&self) -> bool {
         self.steps
             .iter()
-            .any(|s| matches!(s, Step::Bonsai(p) if p.needs_calibration()))
+            .any(|s| matches!(s, Step::Bonsai(p, _) if p.needs_calibration()))
     }
 
     /// Run every step, verifying the module after each.
     pub fn run(&self, mlir: &Mlir, module: &mut Module) -> Result<()> {
         for step in &self.steps {
             match step {
-                Step::Bonsai(p) => {
+                Step::Bonsai(p, _) => {
                     let cx = PassContext {
                         mlir,
                         calib: self.calibration.as_ref(),
@@ -184,6 +201,112 @@ impl PassManager {
             }
         }
         Ok(())
+    }
+}
+
+impl PassManager {
+    /// Propose mode: instead of rewriting, try every setting of each lossy pass's grid (the
+    /// pipeline's other options kept) on the module as the earlier steps leave it, and
+    /// report per layer what each costs and saves. The module ends as `run` leaves it.
+    pub fn propose(&self, mlir: &Mlir, module: &mut Module) -> Result<Vec<Candidate>> {
+        use crate::ir::weights::{restore, snapshot, weights};
+        let mut out = Vec::new();
+        for step in &self.steps {
+            if let Step::Bonsai(p, origin) = step {
+                let before = snapshot(module)?;
+                let ws = weights(module);
+                let orig: Vec<(crate::graph::Tensor, usize)> = ws
+                    .iter()
+                    .map(|w| {
+                        let od = if w.transposed { 1 - w.out_dim } else { w.out_dim };
+                        Ok((w.read_onnx_layout()?, od))
+                    })
+                    .collect::<Result<_>>()?;
+                for setting in origin.grid {
+                    let mut opts = origin.options.clone();
+                    // `key=value` sets an option, `-key` drops one the setting replaces.
+                    for kv in setting.split_whitespace() {
+                        match kv.strip_prefix('-') {
+                            Some(k) => {
+                                opts.0.remove(k);
+                            }
+                            None => {
+                                let (k, v) = kv.split_once('=').expect("key=value");
+                                opts.0.insert(k.into(), v.into());
+                            }
+                        }
+                    }
+                    let pass = (origin.factory)(&opts)?;
+                    let cx = PassContext {
+                        mlir,
+                        calib: self.calibration.as_ref(),
+                    };
+                    pass.run(&cx, module)?;
+                    for (i, w) in weights(module).iter().enumerate() {
+                        let (t0, od) = &orig[i];
+                        let t1 = w.read_onnx_layout()?;
+                        if t1.to_le_bytes() == t0.to_le_bytes() && w.encoding()? == Encoding::Float
+                        {
+                            continue; // excluded or untouched
+                        }
+                        let (rows, cols, v0) = crate::encoding::row_view(t0, *od);
+                        let (_, _, v1) = crate::encoding::row_view(&t1, *od);
+                        let calib = self.calibration.as_ref().and_then(|c| c.get(&w.name));
+                        let (error, measured) = match calib {
+                            Some(c) if c.k == cols => (c.output_error(rows, &v0, &v1), "layer-output"),
+                            _ => {
+                                let d: f64 = v0.iter().zip(&v1).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+                                let n: f64 = v0.iter().map(|a| (*a as f64).powi(2)).sum();
+                                (if n > 0.0 { d / n } else { 0.0 }, "weights")
+                            }
+                        };
+                        let enc = w.encoding()?;
+                        let nnz = v1.iter().filter(|x| **x != 0.0).count();
+                        let entropy = crate::encoding::entropy_bytes(&enc, rows, cols, &v1);
+                        let others: Vec<&str> = ws
+                            .iter()
+                            .filter(|o| o.layer != w.layer)
+                            .map(|o| o.layer.as_str())
+                            .collect();
+                        let mut o2 = opts.clone();
+                        if !others.is_empty() {
+                            o2.0.insert("exclude".into(), others.join(","));
+                        }
+                        let text: Vec<String> =
+                            o2.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                        out.push(Candidate {
+                            layer: w.layer.clone(),
+                            weight: w.name.clone(),
+                            pipeline: format!("{}{{{}}}", p.name(), text.join(" ")),
+                            sparsity: 1.0 - nnz as f64 / v1.len().max(1) as f64,
+                            encoding: enc.describe(),
+                            error,
+                            measured,
+                            agreement: None,
+                            bytes: entropy,
+                            flops: 0,
+                        });
+                    }
+                    restore(module, &before)?;
+                }
+            }
+            // Later passes see what this one really does.
+            self.run_step(step, mlir, module)?;
+        }
+        Ok(out)
+    }
+
+    fn run_step(&self, step: &Step, mlir: &Mlir, module: &mut Module) -> Result<()> {
+        match step {
+            Step::Bonsai(p, _) => {
+                let cx = PassContext {
+                    mlir,
+                    calib: self.calibration.as_ref(),
+                };
+                p.run(&cx, module)
+            }
+            Step::Upstream(t) => run_upstream(mlir, module, &format!("builtin.module({t})")),
+        }
     }
 }
 

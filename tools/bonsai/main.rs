@@ -122,6 +122,35 @@ Passes and their options: bonsai-opt --list-passes."
         #[command(flatten)]
         shapes: ShapeArgs,
     },
+    /// Propose mode: for each lossy pass of a pipeline, try its settings on every layer
+    /// and list the candidates (layer, setting, error, bytes) the optimiser chooses from;
+    /// the model is not rewritten.
+    #[command(
+        long_about = "Propose mode: for each lossy pass of the pipeline, try each setting of its \
+grid (sparsities for pruning, bit widths for sharing and quantisation) on every layer it \
+touches, measure the layer's relative output error on the calibration inputs \
+(trace(dW H dW^T) / trace(W H W^T); without --calib, the relative weight error) and its \
+entropy-coded bytes, and list them. Each candidate carries the pipeline text that applies \
+exactly it. Later passes see the pipeline's own result of earlier ones.\n\nExample:\n  \
+bonsai propose mnist.onnx --passes 'prune-magnitude,share-kmeans' --calib calib.npz -o cands.json"
+    )]
+    Propose {
+        /// The ONNX model.
+        model: PathBuf,
+        /// The pipeline whose passes to propose for (their options are the base settings).
+        #[arg(long)]
+        passes: String,
+        /// Calibration inputs (np.savez keyed by graph input name).
+        #[arg(long)]
+        calib: Option<PathBuf>,
+        /// Write the candidates as JSON.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        #[command(flatten)]
+        shapes: ShapeArgs,
+    },
     /// List the ONNX operators bonsai supports.
     Ops,
     /// Run ONNX backend node tests and count passed / failed / unsupported cases.
@@ -294,6 +323,83 @@ fn real_main(cli: Cli) -> Result<()> {
             if let Some(p) = report {
                 std::fs::write(&p, serde_json::to_string_pretty(&r)?)
                     .with_context(|| p.display().to_string())?;
+            }
+            Ok(())
+        }
+        Cmd::Propose {
+            model,
+            passes,
+            calib,
+            output,
+            batch,
+            shapes,
+        } => {
+            if let Some(o) = &output {
+                guard_output(o, &[&model])?;
+            }
+            let files: Vec<&std::path::Path> = calib.iter().map(|p| p.as_path()).collect();
+            let mut bind = bonsai::session::sample_shapes(&files)?;
+            bind.extend(parse_shapes(&shapes.shapes)?);
+            let g = bonsai::session::load_default_bound(&model, &bind)?;
+            let registry = bonsai_passes::registry();
+            let mut pm = bonsai::pass::PassManager::parse(&registry, &passes)?;
+            match &calib {
+                Some(c) => {
+                    let data = bonsai::compress::EvalData::from_npz(c, &g)?;
+                    pm.calibration =
+                        Some(bonsai::calib::capture(&model, &data.inputs, batch.max(1))?);
+                }
+                None if pm.needs_calibration() => bail!(
+                    "option --calib: the pipeline '{passes}' needs calibration data"
+                ),
+                None => {}
+            }
+            let mlir = bonsai::ir::Mlir::new();
+            let mut m = mlir.parse(&bonsai::ir::lower::lower(&g)?)?;
+            let mut cands = pm.propose(&mlir, &mut m)?;
+            // Effective FLOPs: the layer's dense FLOPs scaled by the candidate's density.
+            let base = bonsai::compress::apply(&g, &bonsai::pass::PassManager::parse(&registry, "")?)?;
+            for c in cands.iter_mut() {
+                if let Some(l) = base.layers.iter().find(|l| l.weight == c.weight) {
+                    c.flops = (l.flops_dense as f64 * (1.0 - c.sparsity)).round() as u64;
+                }
+            }
+            println!(
+                "{:<24} {:<52} {:<18} {:>8} {:>10} {:>10} {:>10}",
+                "layer", "setting", "encoding", "sparsity", "error", "bytes", "MFLOP"
+            );
+            for c in &cands {
+                // The setting without the exclude list that confines it to this layer.
+                let setting = match c.pipeline.split_once('{') {
+                    Some((name, inner)) => {
+                        let kept: Vec<&str> = inner
+                            .trim_end_matches('}')
+                            .split(' ')
+                            .filter(|kv| !kv.starts_with("exclude="))
+                            .collect();
+                        format!("{name}{{{}}}", kept.join(" "))
+                    }
+                    None => c.pipeline.clone(),
+                };
+                println!(
+                    "{:<24} {:<52} {:<18} {:>7.1}% {:>10.3e} {:>10} {:>10.3}",
+                    c.layer,
+                    setting,
+                    c.encoding,
+                    100.0 * c.sparsity,
+                    c.error,
+                    c.bytes,
+                    c.flops as f64 / 1e6
+                );
+            }
+            if let Some(first) = cands.first() {
+                println!("error measured as: {}", first.measured);
+            }
+            if let Some(o) = output {
+                let tmp = o.with_extension("json.tmp");
+                std::fs::write(&tmp, serde_json::to_string_pretty(&cands)?)
+                    .with_context(|| tmp.display().to_string())?;
+                std::fs::rename(&tmp, &o).with_context(|| o.display().to_string())?;
             }
             Ok(())
         }

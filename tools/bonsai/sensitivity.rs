@@ -88,8 +88,10 @@ pub fn run(a: SensitivityArgs) -> Result<()> {
             weight: l.weight.clone(),
             pipeline: String::new(),
             sparsity: l.sparsity,
+            encoding: "f32".into(),
             error: 0.0,
-            agreement: 1.0,
+            measured: "model-output",
+            agreement: Some(1.0),
             bytes: l.bytes_dense.min(l.bytes_csr),
             flops: l.flops_effective,
         }];
@@ -107,8 +109,10 @@ pub fn run(a: SensitivityArgs) -> Result<()> {
                 weight: l.weight.clone(),
                 pipeline,
                 sparsity: st.sparsity,
+                encoding: "f32".into(),
                 error,
-                agreement,
+                measured: "model-output",
+                agreement: Some(agreement),
                 bytes: st.bytes_dense.min(st.bytes_csr),
                 flops: st.flops_effective,
             });
@@ -125,7 +129,7 @@ pub fn run(a: SensitivityArgs) -> Result<()> {
     for (row, l) in table.iter().zip(&base.layers) {
         print!("{:<28} {:>9}", l.layer, l.params);
         for c in &row[1..] {
-            print!(" {:>15}", format!("{:.1e} ({:.3})", c.error, c.agreement));
+            print!(" {:>15}", format!("{:.1e} ({:.3})", c.error, c.agreement.unwrap_or(f64::NAN)));
         }
         println!();
     }

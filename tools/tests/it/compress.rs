@@ -299,3 +299,59 @@ fn calibration_data_with_wrong_names_or_shapes_is_named() {
         assert!(!out.exists());
     }
 }
+
+#[test]
+fn propose_lists_candidates_that_apply_to_one_layer() {
+    let d = tempdir("propose");
+    mnist_npz(&d, 64, 96);
+    let json = d.join("c.json");
+    let model = "testdata/models/mnist_cnn_ccexam.onnx";
+    let o = bonsai(&[
+        "propose",
+        model,
+        "--passes",
+        "share-kmeans",
+        "--calib",
+        d.join("calib.npz").to_str().unwrap(),
+        "-o",
+        json.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let c: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(c.len(), 4 * 5, "4 layers x bits 6,5,4,3,2");
+    for layer in ["Conv_0", "Conv_3", "Gemm_7", "Gemm_9"] {
+        let mine: Vec<&serde_json::Value> = c.iter().filter(|x| x["layer"] == layer).collect();
+        for pair in mine.windows(2) {
+            // Fewer bits: smaller, and a larger output error on the calibration inputs.
+            let (a, b) = (pair[0], pair[1]);
+            assert!(b["bytes"].as_u64() < a["bytes"].as_u64(), "{a} {b}");
+            assert!(b["error"].as_f64() > a["error"].as_f64(), "{a} {b}");
+            assert_eq!(a["measured"], "layer-output");
+        }
+    }
+    // A candidate's pipeline touches its layer only.
+    let pick = c
+        .iter()
+        .find(|x| x["layer"] == "Conv_3" && x["encoding"] == "kmeans 3b/layer")
+        .unwrap();
+    let out = d.join("one.onnx");
+    let rep = d.join("r.json");
+    let o = bonsai(&[
+        "compress",
+        model,
+        "-o",
+        out.to_str().unwrap(),
+        "--passes",
+        pick["pipeline"].as_str().unwrap(),
+        "--eval",
+        d.join("eval.npz").to_str().unwrap(),
+        "--report",
+        rep.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&rep).unwrap()).unwrap();
+    for l in r["layers"].as_array().unwrap() {
+        let want = if l["layer"] == "Conv_3" { "kmeans 3b/layer" } else { "f32" };
+        assert_eq!(l["encoding"], want, "{l}");
+    }
+}
