@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Tensor};
 use crate::ir::{lower, weights::weights, Mlir};
-use crate::onnx::export::EncodedWeight;
+use crate::onnx::export::{Cut, EncodedWeight};
 use crate::pass::PassManager;
 use crate::report::{self, LayerStats, Report};
 
@@ -15,6 +15,8 @@ use crate::report::{self, LayerStats, Report};
 /// stats.
 pub struct Compressed {
     pub weights: Vec<EncodedWeight>,
+    /// Structured pruning to carry out in the output model.
+    pub cuts: Vec<Cut>,
     pub biases: HashMap<String, Tensor>,
     pub layers: Vec<LayerStats>,
 }
@@ -36,9 +38,11 @@ pub fn apply(g: &Graph, pm: &PassManager) -> Result<Compressed> {
     pm.run(&mlir, &mut m)?;
     let mut out = Compressed {
         weights: Vec::new(),
+        cuts: Vec::new(),
         biases: HashMap::new(),
         layers: Vec::new(),
     };
+    let plans = crate::graph::channels::plans(g);
     for w in weights(&m) {
         let t = w.read_onnx_layout()?;
         let out_dim = if w.transposed {
@@ -47,6 +51,18 @@ pub fn apply(g: &Graph, pm: &PassManager) -> Result<Compressed> {
             w.out_dim
         };
         let encoding = w.encoding()?;
+        let removed = w.pruned_channels();
+        if !removed.is_empty() {
+            let plan = plans.get(&w.layer).cloned().ok_or_else(|| Error::Pass {
+                pass: "prune-channels".into(),
+                msg: format!("layer '{}' has no structured-pruning plan", w.layer),
+            })?;
+            out.cuts.push(Cut {
+                layer: w.layer.clone(),
+                plan,
+                removed,
+            });
+        }
         out.layers.push(report::layer_stats(
             g, &w.layer, &w.name, &w.kind, out_dim, &t, &encoding,
         ));
@@ -160,6 +176,7 @@ pub fn compress(
         model,
         &c.weights,
         &c.biases,
+        &c.cuts,
         emit == Emit::DenseOnnx,
     )?;
     for (l, s) in c.layers.iter_mut().zip(&stored) {

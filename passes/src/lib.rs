@@ -28,6 +28,7 @@ mod obs;
 declare_passes! {
     lower_to_llvm::LowerToLlvm = "lower-to-llvm",
     prune_block::PruneBlock = "prune-block",
+    prune_channels::PruneChannels = "prune-channels",
     prune_magnitude::PruneMagnitude = "prune-magnitude",
     prune_nm::PruneNm = "prune-nm",
     prune_sparsegpt::PruneSparsegpt = "prune-sparsegpt",

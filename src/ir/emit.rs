@@ -3,7 +3,7 @@
 //! Lowering writes MLIR text that melior then parses and verifies. Text keeps each op's
 //! lowering short and readable, and the golden tests read the same form.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
 use crate::graph::{DType, Graph, Tensor, TensorType, ValueId};
@@ -73,6 +73,10 @@ pub struct Emitter<'g> {
     next: usize,
     ssa: HashMap<ValueId, String>,
     pub resources: Vec<(String, Vec<u8>)>,
+    /// Layers whose output channels can be removed (structured pruning), by node name.
+    prunable: std::collections::HashSet<String>,
+    /// Weights reading such a layer's channels directly: weight -> (layer, block).
+    channel_consumers: HashMap<String, (String, usize)>,
 }
 
 /// Operand of a generic: SSA name, type, indexing map.
@@ -85,12 +89,26 @@ pub struct Operand {
 
 impl<'g> Emitter<'g> {
     pub fn new(g: &'g Graph) -> Emitter<'g> {
-        Emitter {
+        let plans = crate::graph::channels::plans(g);
+        let mut channel_consumers = HashMap::new();
+        for (layer, p) in &plans {
+            for (w, block) in &p.consumers {
+                channel_consumers.insert(w.clone(), (layer.clone(), *block));
+            }
+        }
+        let e = Emitter {
             g,
             body: String::new(),
             next: 0,
             ssa: HashMap::new(),
             resources: Vec::new(),
+            prunable: HashSet::new(),
+            channel_consumers: HashMap::new(),
+        };
+        Emitter {
+            prunable: plans.into_keys().collect(),
+            channel_consumers,
+            ..e
         }
     }
 
@@ -166,7 +184,7 @@ impl<'g> Emitter<'g> {
 
     /// Emit `t` as the tagged weight named `name` (for weights rearranged at compile time).
     pub fn weight_tensor(&mut self, t: &Tensor, name: &str, tag: &WeightTag) -> String {
-        let attrs = format!(
+        let mut attrs = format!(
             "bonsai.weight = \"{}\", bonsai.layer = \"{}\", bonsai.kind = \"{}\", bonsai.out_dim = {} : i64, bonsai.transposed = {}",
             escape(name),
             escape(&tag.layer),
@@ -174,6 +192,16 @@ impl<'g> Emitter<'g> {
             tag.out_dim,
             tag.transposed
         );
+        if self.prunable.contains(&tag.layer) {
+            // Whole output channels can go: every consumer can be rewritten to match.
+            attrs.push_str(", bonsai.channels_prunable");
+        }
+        if let Some((layer, block)) = self.channel_consumers.get(name) {
+            attrs.push_str(&format!(
+                ", bonsai.channels_of = \"{}\", bonsai.channel_block = {block} : i64",
+                escape(layer)
+            ));
+        }
         self.resource_constant(t, name, &attrs)
     }
 

@@ -396,6 +396,40 @@ impl Weight {
         }
     }
 
+    /// Whether a unit attribute (`bonsai.channels_prunable`) is present.
+    pub fn has_tag(&self, key: &str) -> bool {
+        // SAFETY: live op.
+        unsafe { attr(self.op, key).is_some() }
+    }
+
+    /// For a weight that reads a prunable layer's channels directly: (that layer, reduction
+    /// entries per channel in this weight's row view).
+    pub fn channels_of(&self) -> Option<(String, usize)> {
+        // SAFETY: live op.
+        unsafe {
+            let l = attr(self.op, "bonsai.channels_of")?;
+            let b = attr(self.op, "bonsai.channel_block")?;
+            Some((
+                string(mlirStringAttrGetValue(l)),
+                mlirIntegerAttrGetValueInt(b) as usize,
+            ))
+        }
+    }
+
+    /// Output channels `prune-channels` removed (`bonsai.pruned_channels`), ascending.
+    pub fn pruned_channels(&self) -> Vec<usize> {
+        // SAFETY: live op.
+        unsafe {
+            attr(self.op, "bonsai.pruned_channels")
+                .map(|a| {
+                    (0..mlirElementsAttrGetNumElements(a))
+                        .map(|i| mlirDenseElementsAttrGetInt64Value(a, i as isize) as usize)
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
+    }
+
     fn clear_encoding(&self) {
         for k in ENCODING_TAGS {
             // SAFETY: live op.

@@ -85,6 +85,84 @@ pub struct EncodedWeight {
     pub act: Option<(f32, i32)>,
 }
 
+/// Structured pruning to carry out: the plan of a layer and the output channels removed.
+pub struct Cut {
+    pub layer: String,
+    pub plan: crate::graph::channels::Plan,
+    pub removed: Vec<usize>,
+}
+
+/// `t` without the entries [c * block, (c + 1) * block) along `axis` for each removed c.
+fn slice_out(t: &Tensor, axis: usize, block: usize, removed: &[usize]) -> Tensor {
+    let gone: std::collections::HashSet<usize> = removed.iter().copied().collect();
+    let keep: Vec<usize> = (0..t.shape[axis]).filter(|i| !gone.contains(&(i / block))).collect();
+    let mut shape = t.shape.clone();
+    shape[axis] = keep.len();
+    let st = crate::graph::tensor::strides(&t.shape);
+    let mut idx = Vec::with_capacity(crate::graph::tensor::numel(&shape));
+    crate::graph::fold::for_each_index(&shape, |pos| {
+        let mut f = 0;
+        for (a, &p) in pos.iter().enumerate() {
+            f += if a == axis { keep[p] } else { p } * st[a];
+        }
+        idx.push(f);
+    });
+    t.take(shape, &idx)
+}
+
+/// Apply the cuts to the weights (values and per-row encoding parameters), the plain
+/// tensors, and return the other tensors to shrink (BatchNorm parameters, ...) by name.
+fn apply_cuts(
+    cuts: &[Cut],
+    weights: &mut [EncodedWeight],
+    plain: &mut HashMap<String, Tensor>,
+) -> Vec<(String, usize, usize, Vec<usize>)> {
+    let mut rest = Vec::new();
+    for cut in cuts {
+        for s in &cut.plan.slices {
+            if let Some(w) = weights.iter_mut().find(|w| w.name == s.tensor) {
+                let rows_cut = s.axis == w.out_dim;
+                w.value = slice_out(&w.value, s.axis, s.block, &cut.removed);
+                let keep = |v: &Vec<f32>| -> Vec<f32> {
+                    v.iter()
+                        .enumerate()
+                        .filter(|(i, _)| !cut.removed.contains(i))
+                        .map(|(_, x)| *x)
+                        .collect()
+                };
+                w.encoding = match std::mem::replace(&mut w.encoding, Encoding::Float) {
+                    Encoding::Codebook(mut cb) if rows_cut && cb.centroids.len() > 1 => {
+                        cb.centroids = cb
+                            .centroids
+                            .into_iter()
+                            .enumerate()
+                            .filter(|(i, _)| !cut.removed.contains(i))
+                            .map(|(_, c)| c)
+                            .collect();
+                        Encoding::Codebook(cb)
+                    }
+                    Encoding::Quant(mut q) if q.group == 0 || (rows_cut && q.scales.len() == 1) => {
+                        if rows_cut && q.scales.len() > 1 {
+                            q.scales = keep(&q.scales);
+                            let z: Vec<f32> = q.zero_points.iter().map(|&z| z as f32).collect();
+                            q.zero_points = keep(&z).iter().map(|&z| z as i32).collect();
+                        }
+                        Encoding::Quant(q)
+                    }
+                    // Cutting columns out of scale groups breaks them: plain floats.
+                    Encoding::Quant(_) => Encoding::Float,
+                    e => e,
+                };
+            } else if let Some(t) = plain.get_mut(&s.tensor) {
+                *t = slice_out(t, s.axis, s.block, &cut.removed);
+            } else {
+                rest.push((s.tensor.clone(), s.axis, s.block, cut.removed.clone()));
+            }
+        }
+    }
+    rest
+}
+
 /// How one weight was stored.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Stored {
@@ -187,6 +265,7 @@ pub fn write_compressed(
     src: &Path,
     weights: &[EncodedWeight],
     plain: &HashMap<String, Tensor>,
+    cuts: &[Cut],
     dense: bool,
 ) -> Result<(Vec<u8>, Vec<Stored>)> {
     let bytes = std::fs::read(src).map_err(|e| Error::io(src, e))?;
@@ -201,6 +280,54 @@ pub fn write_compressed(
         .map(|o| o.version)
         .unwrap_or(1);
     let mut all: HashMap<String, Tensor> = plain.clone();
+    let mut weights_cut: Vec<EncodedWeight>;
+    let weights = if cuts.is_empty() {
+        weights
+    } else {
+        weights_cut = weights
+            .iter()
+            .map(|w| EncodedWeight {
+                name: w.name.clone(),
+                value: w.value.clone(),
+                out_dim: w.out_dim,
+                encoding: w.encoding.clone(),
+                act: w.act,
+            })
+            .collect();
+        let rest = apply_cuts(cuts, &mut weights_cut, &mut all);
+        // Other tensors to shrink (BatchNorm parameters...): read from the model.
+        let g = m.graph.as_ref().ok_or_else(|| Error::Decode {
+            path: src.into(),
+            msg: "no graph".into(),
+        })?;
+        let dir = src.parent().unwrap_or(Path::new("."));
+        let origin = super::tensor::Origin { file: src, dir };
+        for (name, axis, block, removed) in rest {
+            let t = g
+                .initializer
+                .iter()
+                .find(|i| i.name == name)
+                .map(|i| super::tensor::decode(i, &origin))
+                .or_else(|| {
+                    g.node
+                        .iter()
+                        .find(|n| n.op_type == "Constant" && n.output.first() == Some(&name))
+                        .and_then(|n| n.attribute.iter().find(|a| a.name == "value"))
+                        .and_then(|a| a.t.as_ref())
+                        .map(|t| super::tensor::decode(t, &origin))
+                })
+                .ok_or_else(|| Error::Model {
+                    file: src.display().to_string(),
+                    msg: format!("structured pruning: tensor '{name}' not found"),
+                })??;
+            let t = match all.remove(&name) {
+                Some(prev) => prev,
+                None => t,
+            };
+            all.insert(name, slice_out(&t, axis, block, &removed));
+        }
+        &weights_cut[..]
+    };
     let mut stored = Vec::new();
     let mut decode_nodes = Vec::new();
     let mut decode_inits = Vec::new();
@@ -250,6 +377,25 @@ pub fn write_compressed(
         });
     }
     g.initializer.extend(decode_inits);
+    // Depthwise convolutions whose channels went with a cut.
+    for (i, n) in g.node.iter_mut().enumerate() {
+        let name = if n.name.is_empty() {
+            format!("{}_{i}", n.op_type)
+        } else {
+            n.name.clone()
+        };
+        for cut in cuts {
+            if cut.plan.groups.contains(&name) {
+                for a in n.attribute.iter_mut().filter(|a| a.name == "group") {
+                    a.i -= cut.removed.len() as i64;
+                }
+            }
+        }
+    }
+    if !cuts.is_empty() {
+        // Intermediate shapes changed: let consumers infer them again.
+        g.value_info.clear();
+    }
     let rest = std::mem::take(&mut g.node);
     g.node = decode_nodes;
     // Activation QDQ in front of every layer whose weight carries a range.

@@ -99,7 +99,7 @@ pub fn run(a: SensitivityArgs) -> Result<()> {
             let pipeline = format!("prune-magnitude{{layers={}:{s}}}", l.layer);
             let c = apply(&g, &PassManager::parse(&registry, &pipeline)?)?;
             let (bytes, _) =
-                bonsai::onnx::export::write_compressed(&a.model, &c.weights, &c.biases, true)?;
+                bonsai::onnx::export::write_compressed(&a.model, &c.weights, &c.biases, &[], true)?;
             std::fs::write(&tmp, bytes).with_context(|| tmp.display().to_string())?;
             let y = run_batched(&tmp, &data.inputs, a.batch)?.remove(0).1;
             let (error, agreement) = rel_error(&y0, &y);

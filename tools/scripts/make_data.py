@@ -21,17 +21,26 @@ def sentence(rng, n):
 
 
 def ppocr(n):
+    """Text-line crops prepared as PaddleOCR's classifier expects: the line cropped tightly,
+    resized to height 48 keeping its aspect ratio (width <= 192), normalised to [-1, 1], padded
+    on the right with zeros. (Lines drawn small on a full white canvas are off-distribution:
+    the model scored 0.825 on those, 0.98 on these.)"""
     rng = np.random.default_rng(1)
     xs, ys = [], []
     for i in range(n):
-        im = Image.new("RGB", (192, 48), "white")
-        d = ImageDraw.Draw(im)
-        d.text((4, 10), sentence(rng, 3), fill="black", font=ImageFont.load_default(size=int(rng.integers(16, 24))))
+        text = sentence(rng, int(rng.integers(2, 5)))
+        font = ImageFont.load_default(size=32)
+        l, t, r, b = font.getbbox(text)
+        im = Image.new("RGB", (r - l + 8, b - t + 8), "white")
+        ImageDraw.Draw(im).text((4 - l, 4 - t), text, fill="black", font=font)
         label = i % 2
         if label:
             im = im.rotate(180)
-        a = np.asarray(im, dtype=np.float32) / 255.0
-        xs.append(((a - 0.5) / 0.5).transpose(2, 0, 1))
+        w = min(192, int(np.ceil(48 * im.width / im.height)))
+        a = np.asarray(im.resize((w, 48), Image.BILINEAR), dtype=np.float32) / 255.0
+        x = np.zeros((3, 48, 192), np.float32)
+        x[:, :, :w] = ((a - 0.5) / 0.5).transpose(2, 0, 1)
+        xs.append(x)
         ys.append(label)
     return {"x": np.stack(xs).astype(np.float32)}, np.array(ys, np.int64)
 
