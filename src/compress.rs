@@ -52,6 +52,9 @@ pub fn apply(g: &Graph, pm: &PassManager) -> Result<Compressed> {
         };
         let encoding = w.encoding()?;
         let removed = w.pruned_channels();
+        let mut stats = report::layer_stats(g, &w.layer, &w.name, &w.kind, out_dim, &t, &encoding);
+        stats.channels_removed = removed.len();
+        out.layers.push(stats);
         if !removed.is_empty() {
             let plan = plans.get(&w.layer).cloned().ok_or_else(|| Error::Pass {
                 pass: "prune-channels".into(),
@@ -63,9 +66,6 @@ pub fn apply(g: &Graph, pm: &PassManager) -> Result<Compressed> {
                 removed,
             });
         }
-        out.layers.push(report::layer_stats(
-            g, &w.layer, &w.name, &w.kind, out_dim, &t, &encoding,
-        ));
         out.weights.push(EncodedWeight {
             name: w.name.clone(),
             value: t,
@@ -182,7 +182,11 @@ pub fn compress(
     for (l, s) in c.layers.iter_mut().zip(&stored) {
         debug_assert_eq!(l.weight, s.weight);
         l.bytes_stored = s.bytes;
-        l.stored_as = s.form.clone();
+        l.stored_as = if l.channels_removed > 0 {
+            format!("{} (-{} channels)", s.form, l.channels_removed)
+        } else {
+            s.form.clone()
+        };
     }
     // Verify from a temporary file next to the output, then move it into place.
     let tmp = out.with_extension("verify~.onnx");

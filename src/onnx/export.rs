@@ -447,7 +447,13 @@ fn encode_weight(w: &EncodedWeight, opset: i64) -> std::result::Result<Option<(B
     let (rows, cols, v) = row_view(&w.value, w.out_dim);
     let n = v.len();
     let (gaps, at) = gaps(&v);
-    let sparse = at.len() * 2 < n; // a byte of gap per entry pays below ~50% density
+    // Sparse storage costs a gap byte per stored entry: take it when that is smaller.
+    let value_bytes = match &w.encoding {
+        Encoding::Float => 4,
+        Encoding::Codebook(cb) if cb.centroids.iter().map(|c| c.len()).max().unwrap_or(0) >= 256 => 4,
+        _ => 1,
+    };
+    let sparse = at.len() * (value_bytes + 1) < n * value_bytes;
     let mut b = Builder {
         w: &w.name,
         nodes: Vec::new(),

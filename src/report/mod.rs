@@ -30,6 +30,8 @@ pub struct LayerStats {
     /// Entropy-coded: Huffman-coded symbols and position gaps plus codebooks/scales
     /// (Deep Compression's accounting).
     pub bytes_entropy: usize,
+    /// Output channels removed by structured pruning (the output model's tensor is smaller).
+    pub channels_removed: usize,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -120,6 +122,7 @@ pub fn layer_stats(
             let (r, c, rv) = crate::encoding::row_view(t, out_dim);
             crate::encoding::entropy_bytes(enc, r, c, &rv)
         },
+        channels_removed: 0,
     }
 }
 

@@ -99,6 +99,13 @@ def main():
     w = decoded_weights(comp, [l["weight"] for l in r["layers"]])
     for l in r["layers"]:
         a = w[l["weight"]]
+        if l.get("channels_removed", 0) > 0:
+            # Structured pruning: the output channels are gone from the tensor itself.
+            assert a.shape[0] == l["shape"][0] - l["channels_removed"], (l["weight"], a.shape)
+        if list(a.shape) != l["shape"]:
+            # Shrunk by structured pruning (its own channels or its inputs'): smaller, not sparser.
+            assert "shrunk" in expect and a.size < l["params"], (l["weight"], a.shape, l["shape"])
+            continue
         sp = float((a == 0).mean())
         assert abs(sp - l["sparsity"]) < 1e-9, (l["weight"], sp, l["sparsity"])
         payload, distinct = payload_bits(a)
