@@ -80,6 +80,59 @@ pub fn apply(g: &Graph, pm: &PassManager) -> Result<Compressed> {
     Ok(out)
 }
 
+/// The pipeline at step `i` of `steps` of a gradual schedule: every `sparsity=S` becomes
+/// S (1 - (1 - i/steps)^3) (Zhu & Gupta's cubic ramp); before the last step only the passes
+/// with a `sparsity` option run.
+pub fn schedule_step(text: &str, i: usize, steps: usize) -> Result<String> {
+    let f = 1.0 - (1.0 - i as f64 / steps as f64).powi(3);
+    let mut out = Vec::new();
+    for el in crate::pass::parse_pipeline(text)? {
+        let Some(s) = el.options.get("sparsity") else {
+            if i == steps {
+                out.push(el.text.clone());
+            }
+            continue;
+        };
+        let s: f64 = s
+            .parse()
+            .map_err(|_| Error::option(format!("{}{{sparsity}}", el.name), "not a number"))?;
+        let mut opts = el.options.clone();
+        opts.0.insert("sparsity".into(), format!("{:.6}", s * f));
+        let kv: Vec<String> = opts.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.push(format!("{}{{{}}}", el.name, kv.join(" ")));
+    }
+    Ok(out.join(","))
+}
+
+/// Steps 1..steps-1 of a gradual schedule: each prunes a little more, with calibration
+/// statistics captured again on the model the previous step left (so criteria and
+/// reconstruction see the activations upstream pruning produces). Returns the dense
+/// intermediate model (written under `work`) the last step starts from.
+pub fn gradual_prefix(
+    model: &Path,
+    shapes: &HashMap<String, Vec<usize>>,
+    text: &str,
+    steps: usize,
+    calib: &BTreeMap<String, Tensor>,
+    batch: usize,
+    build: &dyn Fn(&str) -> Result<PassManager>,
+    work: &Path,
+) -> Result<std::path::PathBuf> {
+    let mut cur = model.to_path_buf();
+    for i in 1..steps {
+        let mut pm = build(&schedule_step(text, i, steps)?)?;
+        pm.calibration = Some(crate::calib::capture(&cur, calib, batch)?);
+        let g = crate::session::load_default_bound(&cur, shapes)?;
+        let c = apply(&g, &pm)?;
+        let (bytes, _) =
+            crate::onnx::export::write_compressed(&cur, &c.weights, &c.biases, &[], true)?;
+        let next = work.join(format!("gradual-{i}.onnx"));
+        std::fs::write(&next, bytes).map_err(|e| Error::io(&next, e))?;
+        cur = next;
+    }
+    Ok(cur)
+}
+
 /// Held-out evaluation data: arrays keyed by graph input name, plus optional `labels`.
 pub struct EvalData {
     pub inputs: BTreeMap<String, Tensor>,
@@ -159,10 +212,13 @@ impl EvalData {
     }
 }
 
-/// Compress `model` into `out` and verify. Nothing is written unless the output compiles and
+/// Compress `model` into `out` and verify against `reference` (the original: `model` itself,
+/// or the model a gradual schedule started from). Nothing is written unless the output compiles and
 /// runs; the report carries the fidelity measured on `eval`.
+#[allow(clippy::too_many_arguments)]
 pub fn compress(
     model: &Path,
+    reference: &Path,
     g: &Graph,
     pm: &PassManager,
     pipeline: &str,
@@ -192,7 +248,7 @@ pub fn compress(
     let tmp = out.with_extension("verify~.onnx");
     std::fs::write(&tmp, &bytes).map_err(|e| Error::io(&tmp, e))?;
     let result = (|| {
-        let a = crate::session::run_batched(model, &eval.inputs, batch)?;
+        let a = crate::session::run_batched(reference, &eval.inputs, batch)?;
         let b = crate::session::run_batched(&tmp, &eval.inputs, batch)?;
         Ok::<_, Error>(report::fidelity(&a[0].1, &b[0].1, eval.labels.as_deref()))
     })();
@@ -205,10 +261,18 @@ pub fn compress(
     };
     std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
     let t = report::totals(&c.layers);
-    let ratio = |a: usize| if a == 0 { 0.0 } else { t.dense as f64 / a as f64 };
-    let model_bytes = std::fs::metadata(model).map_err(|e| Error::io(model, e))?.len() as usize;
+    let ratio = |a: usize| {
+        if a == 0 {
+            0.0
+        } else {
+            t.dense as f64 / a as f64
+        }
+    };
+    let model_bytes = std::fs::metadata(reference)
+        .map_err(|e| Error::io(reference, e))?
+        .len() as usize;
     Ok(Report {
-        model: model.display().to_string(),
+        model: reference.display().to_string(),
         pipeline: pipeline.to_string(),
         layers: c.layers,
         weight_bytes_before: t.dense,
@@ -227,4 +291,23 @@ pub fn compress(
         output_bytes: bytes.len(),
         file_ratio: model_bytes as f64 / bytes.len().max(1) as f64,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::schedule_step;
+
+    #[test]
+    fn gradual_schedule_ramps_sparsity_cubically_and_defers_other_passes() {
+        let p = "prune-magnitude{sparsity=0.8 exclude=a},share-kmeans{bits=4}";
+        // Step 1 of 2: 0.8 * (1 - 0.5^3) = 0.7; sharing waits for the last step.
+        assert_eq!(
+            schedule_step(p, 1, 2).unwrap(),
+            "prune-magnitude{exclude=a sparsity=0.700000}"
+        );
+        assert_eq!(
+            schedule_step(p, 2, 2).unwrap(),
+            "prune-magnitude{exclude=a sparsity=0.800000},share-kmeans{bits=4}"
+        );
+    }
 }

@@ -292,7 +292,8 @@ pub fn entropy_bytes(enc: &Encoding, rows: usize, cols: usize, v: &[f32]) -> usi
     let table = |s: &mut dyn Iterator<Item = u32>| {
         s.collect::<std::collections::BTreeSet<u32>>().len() as u64 * 8
     };
-    let gap_bits = huffman_bits(g.iter().map(|&x| x as u32)) + table(&mut g.iter().map(|&x| x as u32));
+    let gap_bits =
+        huffman_bits(g.iter().map(|&x| x as u32)) + table(&mut g.iter().map(|&x| x as u32));
     let (dense_bits, sparse_bits, side) = match enc.symbols(rows, cols, v) {
         Err(_) => {
             // Plain floats: 32 bits per stored value.

@@ -62,12 +62,18 @@ pub fn plans(g: &Graph) -> HashMap<String, Plan> {
     let mut out = HashMap::new();
     for ix in g.nodes.node_indices() {
         let n = &g.nodes[ix];
-        let Some(Some(w)) = n.inputs.get(1) else { continue };
+        let Some(Some(w)) = n.inputs.get(1) else {
+            continue;
+        };
         let Some(wt) = g.konst(*w) else { continue };
         let (axis, channels) = match n.op.as_str() {
             "Conv" if n.attrs.int_or("group", 1) == 1 => (0, wt.shape[0]),
             "Gemm" if wt.shape.len() == 2 => {
-                let a = if n.attrs.int_or("transB", 0) != 0 { 0 } else { 1 };
+                let a = if n.attrs.int_or("transB", 0) != 0 {
+                    0
+                } else {
+                    1
+                };
                 (a, wt.shape[a])
             }
             _ => continue,
@@ -158,7 +164,8 @@ fn walk(
                         block: 1,
                     });
                     if plan.groups.is_empty() {
-                        plan.consumers.push((name(w), wt.shape[2..].iter().product()));
+                        plan.consumers
+                            .push((name(w), wt.shape[2..].iter().product()));
                     }
                 } else if group == channels && wt.shape[0] == channels && wt.shape[1] == 1 {
                     // Depthwise: its filters go with the channels, and so does its output.

@@ -4,8 +4,8 @@
 //! fixes input shapes, then [`infer::run`] infers static shapes, folds constant subgraphs and
 //! rewrites every node into its opset-independent canonical form for lowering.
 
-pub mod channels;
 pub mod attrs;
+pub mod channels;
 pub mod fold;
 pub mod infer;
 pub mod ops;

@@ -95,7 +95,9 @@ pub struct Cut {
 /// `t` without the entries [c * block, (c + 1) * block) along `axis` for each removed c.
 fn slice_out(t: &Tensor, axis: usize, block: usize, removed: &[usize]) -> Tensor {
     let gone: std::collections::HashSet<usize> = removed.iter().copied().collect();
-    let keep: Vec<usize> = (0..t.shape[axis]).filter(|i| !gone.contains(&(i / block))).collect();
+    let keep: Vec<usize> = (0..t.shape[axis])
+        .filter(|i| !gone.contains(&(i / block)))
+        .collect();
     let mut shape = t.shape.clone();
     shape[axis] = keep.len();
     let st = crate::graph::tensor::strides(&t.shape);
@@ -242,18 +244,31 @@ impl Builder<'_> {
     /// A flat tensor of `n` copies of the one-element `value`.
     fn filled(&mut self, n: usize, value: &Tensor) -> String {
         let shape = self.init("n", &Tensor::i64(vec![1], vec![n as i64]));
-        self.node("ConstantOfShape", &[&shape], "", vec![attr_t("value", value)])
+        self.node(
+            "ConstantOfShape",
+            &[&shape],
+            "",
+            vec![attr_t("value", value)],
+        )
     }
 
     /// A flat tensor of `n` elements of `base`'s dtype with the stored entries scattered
     /// into it at the positions the gaps encode.
     fn scatter(&mut self, gaps: &[u8], vals: &Tensor, base: String) -> String {
-        let g = self.init("gaps", &Tensor::new(vec![gaps.len()], Data::U8(gaps.to_vec())));
+        let g = self.init(
+            "gaps",
+            &Tensor::new(vec![gaps.len()], Data::U8(gaps.to_vec())),
+        );
         let axis = self.init("axis", &Tensor::i64(vec![], vec![0]));
         let g64 = self.node("Cast", &[&g], "", vec![attr_i("to", 7)]);
         let pos = self.node("CumSum", &[&g64, &axis], "", vec![]);
         let v = self.init("values", vals);
-        self.node("ScatterElements", &[&base, &pos, &v], "", vec![attr_i("axis", 0)])
+        self.node(
+            "ScatterElements",
+            &[&base, &pos, &v],
+            "",
+            vec![attr_i("axis", 0)],
+        )
     }
 }
 
@@ -368,7 +383,8 @@ pub fn write_compressed(
     let g = m.graph.as_mut().expect("checked by replace_in");
     let before = g.initializer.len() + g.node.len();
     g.initializer.retain(|i| !replaced.contains(&i.name));
-    g.node.retain(|n| !(n.op_type == "Constant" && n.output.iter().any(|o| replaced.contains(o))));
+    g.node
+        .retain(|n| !(n.op_type == "Constant" && n.output.iter().any(|o| replaced.contains(o))));
     g.input.retain(|i| !replaced.contains(&i.name));
     if before - (g.initializer.len() + g.node.len()) != replaced.len() {
         return Err(Error::Model {
@@ -411,9 +427,13 @@ pub fn write_compressed(
         if let Some((s, z)) = act {
             let w = n.input[1].clone();
             let x = n.input[0].clone();
-            let (sn, zn) = (format!("{w}.bonsai_act_scale"), format!("{w}.bonsai_act_zero_point"));
+            let (sn, zn) = (
+                format!("{w}.bonsai_act_scale"),
+                format!("{w}.bonsai_act_zero_point"),
+            );
             if !g.initializer.iter().any(|i| i.name == sn) {
-                g.initializer.push(encode(&sn, &Tensor::f32(vec![], vec![s])));
+                g.initializer
+                    .push(encode(&sn, &Tensor::f32(vec![], vec![s])));
                 g.initializer
                     .push(encode(&zn, &Tensor::new(vec![], Data::U8(vec![z as u8]))));
             }
@@ -443,14 +463,21 @@ pub fn write_compressed(
 
 /// The decoding subgraph of one weight and a description of its form, or None when its
 /// values are plain floats stored densely.
-fn encode_weight(w: &EncodedWeight, opset: i64) -> std::result::Result<Option<(Builder<'_>, String)>, String> {
+fn encode_weight(
+    w: &EncodedWeight,
+    opset: i64,
+) -> std::result::Result<Option<(Builder<'_>, String)>, String> {
     let (rows, cols, v) = row_view(&w.value, w.out_dim);
     let n = v.len();
     let (gaps, at) = gaps(&v);
     // Sparse storage costs a gap byte per stored entry: take it when that is smaller.
     let value_bytes = match &w.encoding {
         Encoding::Float => 4,
-        Encoding::Codebook(cb) if cb.centroids.iter().map(|c| c.len()).max().unwrap_or(0) >= 256 => 4,
+        Encoding::Codebook(cb)
+            if cb.centroids.iter().map(|c| c.len()).max().unwrap_or(0) >= 256 =>
+        {
+            4
+        }
         _ => 1,
     };
     let sparse = at.len() * (value_bytes + 1) < n * value_bytes;
@@ -480,7 +507,10 @@ fn encode_weight(w: &EncodedWeight, opset: i64) -> std::result::Result<Option<(B
                 if narrow {
                     Tensor::new(vec![len], Data::U8(syms.iter().map(|&x| x as u8).collect()))
                 } else {
-                    Tensor::new(vec![len], Data::I32(syms.iter().map(|&x| x as i32).collect()))
+                    Tensor::new(
+                        vec![len],
+                        Data::I32(syms.iter().map(|&x| x as i32).collect()),
+                    )
                 }
             };
             let idx = if sparse {
@@ -515,7 +545,11 @@ fn encode_weight(w: &EncodedWeight, opset: i64) -> std::result::Result<Option<(B
             };
             (
                 out,
-                format!("{}{}", if sparse { "sparse " } else { "" }, w.encoding.describe()),
+                format!(
+                    "{}{}",
+                    if sparse { "sparse " } else { "" },
+                    w.encoding.describe()
+                ),
             )
         }
         Encoding::Quant(q) => {
@@ -534,14 +568,24 @@ fn encode_weight(w: &EncodedWeight, opset: i64) -> std::result::Result<Option<(B
                 let syms: Vec<u32> = if w.out_dim == 0 {
                     s.sym.clone()
                 } else {
-                    (0..rows * cols).map(|i| s.sym[(i % rows) * cols + i / rows]).collect()
+                    (0..rows * cols)
+                        .map(|i| s.sym[(i % rows) * cols + i / rows])
+                        .collect()
                 };
                 let qt = ints(&syms).reshaped(w.value.shape.clone());
                 let qn = b.init("q", &qt);
-                let (sh, zsh) = if per_tensor { (vec![], vec![]) } else { (vec![rows], vec![rows]) };
+                let (sh, zsh) = if per_tensor {
+                    (vec![], vec![])
+                } else {
+                    (vec![rows], vec![rows])
+                };
                 let sc = b.init("scale", &Tensor::f32(sh, q.scales.clone()));
                 let zp = b.init("zero_point", &Tensor::from_i64(dt, zsh, &zps));
-                let attrs = if per_tensor { vec![] } else { vec![attr_i("axis", w.out_dim as i64)] };
+                let attrs = if per_tensor {
+                    vec![]
+                } else {
+                    vec![attr_i("axis", w.out_dim as i64)]
+                };
                 b.node("DequantizeLinear", &[&qn, &sc, &zp], &w.name, attrs);
                 return Ok(Some((b, w.encoding.describe())));
             }
@@ -570,17 +614,28 @@ fn encode_weight(w: &EncodedWeight, opset: i64) -> std::result::Result<Option<(B
                 b.init("q", &ints(&s.sym).reshaped(vec![rows, cols]))
             };
             let out = if per_tensor || (q.group == 0 && opset >= 13) {
-                let (sh, zsh) = if per_tensor { (vec![], vec![]) } else { (vec![rows], vec![rows]) };
+                let (sh, zsh) = if per_tensor {
+                    (vec![], vec![])
+                } else {
+                    (vec![rows], vec![rows])
+                };
                 let sc = b.init("scale", &Tensor::f32(sh, q.scales.clone()));
                 let zp = b.init("zero_point", &Tensor::from_i64(dt, zsh, &zps));
-                let attrs = if per_tensor { vec![] } else { vec![attr_i("axis", 0)] };
+                let attrs = if per_tensor {
+                    vec![]
+                } else {
+                    vec![attr_i("axis", 0)]
+                };
                 b.node("DequantizeLinear", &[&qm, &sc, &zp], "", attrs)
             } else {
                 // Per group (or per channel before opset 13): (float(q) - zp) * scale on a
                 // [rows, groups, group] view.
                 let gpr = q.groups_per_row(cols);
                 let gs = cols / gpr;
-                let sh3 = b.init("shape3", &Tensor::i64(vec![3], vec![rows as i64, gpr as i64, gs as i64]));
+                let sh3 = b.init(
+                    "shape3",
+                    &Tensor::i64(vec![3], vec![rows as i64, gpr as i64, gs as i64]),
+                );
                 let f = b.node("Cast", &[&qm], "", vec![attr_i("to", 1)]);
                 let f3 = b.node("Reshape", &[&f, &sh3], "", vec![]);
                 let zf: Vec<f32> = zps.iter().map(|&z| z as f32).collect();
@@ -592,7 +647,11 @@ fn encode_weight(w: &EncodedWeight, opset: i64) -> std::result::Result<Option<(B
             };
             (
                 out,
-                format!("{}{}", if sparse { "sparse " } else { "" }, w.encoding.describe()),
+                format!(
+                    "{}{}",
+                    if sparse { "sparse " } else { "" },
+                    w.encoding.describe()
+                ),
             )
         }
     };
@@ -602,7 +661,12 @@ fn encode_weight(w: &EncodedWeight, opset: i64) -> std::result::Result<Option<(B
         let s = b.init("shape", &Tensor::i64(vec![shape.len()], shape));
         b.node("Reshape", &[&mat, &s], &w.name, vec![]);
     } else {
-        b.node("Transpose", &[&mat], &w.name, vec![attr_ints("perm", &[1, 0])]);
+        b.node(
+            "Transpose",
+            &[&mat],
+            &w.name,
+            vec![attr_ints("perm", &[1, 0])],
+        );
     }
     Ok(Some((b, form)))
 }

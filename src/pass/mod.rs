@@ -218,7 +218,11 @@ impl PassManager {
                 let orig: Vec<(crate::graph::Tensor, usize)> = ws
                     .iter()
                     .map(|w| {
-                        let od = if w.transposed { 1 - w.out_dim } else { w.out_dim };
+                        let od = if w.transposed {
+                            1 - w.out_dim
+                        } else {
+                            w.out_dim
+                        };
                         Ok((w.read_onnx_layout()?, od))
                     })
                     .collect::<Result<_>>()?;
@@ -253,9 +257,15 @@ impl PassManager {
                         let (_, _, v1) = crate::encoding::row_view(&t1, *od);
                         let calib = self.calibration.as_ref().and_then(|c| c.get(&w.name));
                         let (error, measured) = match calib {
-                            Some(c) if c.k == cols => (c.output_error(rows, &v0, &v1), "layer-output"),
+                            Some(c) if c.k == cols => {
+                                (c.output_error(rows, &v0, &v1), "layer-output")
+                            }
                             _ => {
-                                let d: f64 = v0.iter().zip(&v1).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+                                let d: f64 = v0
+                                    .iter()
+                                    .zip(&v1)
+                                    .map(|(a, b)| ((a - b) as f64).powi(2))
+                                    .sum();
                                 let n: f64 = v0.iter().map(|a| (*a as f64).powi(2)).sum();
                                 (if n > 0.0 { d / n } else { 0.0 }, "weights")
                             }

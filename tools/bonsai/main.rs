@@ -1,8 +1,8 @@
 //! `bonsai`: the model compression compiler's command line.
 
 mod bench;
-mod recipe;
 mod conformance;
+mod recipe;
 mod sensitivity;
 
 use std::collections::HashMap;
@@ -111,6 +111,11 @@ Passes and their options: bonsai-opt --list-passes."
         /// Samples per compiled call when verifying.
         #[arg(long, default_value_t = 256)]
         batch: usize,
+        /// Gradual schedule: reach each pass's `sparsity` in STEPS steps (cubic ramp), with
+        /// calibration statistics captured again on the partly pruned model before each step,
+        /// so reconstruction sees what upstream pruning did. Needs --calib.
+        #[arg(long, value_name = "STEPS", default_value_t = 1)]
+        gradual: usize,
         /// Write the report as JSON too.
         #[arg(long)]
         report: Option<PathBuf>,
@@ -255,6 +260,7 @@ fn real_main(cli: Cli) -> Result<()> {
             eval,
             calib,
             batch,
+            gradual,
             report,
             emit,
             shapes,
@@ -294,10 +300,39 @@ fn real_main(cli: Cli) -> Result<()> {
                     bail!("options --calib and --eval: the same file; fidelity must be measured on inputs not used for calibration");
                 }
             }
+            if gradual == 0 {
+                bail!("option --gradual: must be at least 1 step");
+            }
+            // A gradual schedule prunes steps 1..K-1 into a dense intermediate model; the last
+            // step starts from it (and is still verified against the original).
+            let work = std::env::temp_dir().join(format!("bonsai-gradual-{}", std::process::id()));
+            let mut start = model.clone();
+            if gradual > 1 {
+                let Some(c) = &calib else {
+                    bail!("option --gradual: needs --calib (each step re-calibrates)");
+                };
+                let data = bonsai::compress::EvalData::from_npz(c, &g)?;
+                std::fs::create_dir_all(&work).with_context(|| work.display().to_string())?;
+                let build = |t: &str| bonsai::pass::PassManager::parse(&registry, t);
+                start = bonsai::compress::gradual_prefix(
+                    &model,
+                    &bind,
+                    &passes,
+                    gradual,
+                    &data.inputs,
+                    batch,
+                    &build,
+                    &work,
+                )?;
+                pm = bonsai::pass::PassManager::parse(
+                    &registry,
+                    &bonsai::compress::schedule_step(&passes, gradual, gradual)?,
+                )?;
+            }
             match &calib {
                 Some(c) => {
                     let data = bonsai::compress::EvalData::from_npz(c, &g)?;
-                    pm.calibration = Some(bonsai::calib::capture(&model, &data.inputs, batch)?);
+                    pm.calibration = Some(bonsai::calib::capture(&start, &data.inputs, batch)?);
                 }
                 None if pm.needs_calibration() => {
                     bail!("option --calib: the pipeline '{passes}' needs calibration data (np.savez of inputs keyed by graph input name)")
@@ -313,9 +348,22 @@ fn real_main(cli: Cli) -> Result<()> {
             } else {
                 bonsai::compress::Emit::Onnx
             };
+            // The graph whose weights the last step compresses (the intermediate one if gradual).
+            let g = if gradual > 1 {
+                bonsai::session::load_default_bound(&start, &bind)?
+            } else {
+                g
+            };
             let r = bonsai::compress::compress(
-                &model, &g, &pm, &passes, &output, &data, batch, emit,
-            )?;
+                &start, &model, &g, &pm, &passes, &output, &data, batch, emit,
+            );
+            if gradual > 1 {
+                let _ = std::fs::remove_dir_all(&work);
+            }
+            let mut r = r?;
+            if gradual > 1 {
+                r.pipeline = format!("{passes} (gradual, {gradual} steps)");
+            }
             print!("{}", bonsai::report::table(&r));
             if data.synthetic {
                 println!("note: verified on 8 pseudo-random samples only; give --eval DATA.npz for a real fidelity figure");
@@ -349,16 +397,17 @@ fn real_main(cli: Cli) -> Result<()> {
                     pm.calibration =
                         Some(bonsai::calib::capture(&model, &data.inputs, batch.max(1))?);
                 }
-                None if pm.needs_calibration() => bail!(
-                    "option --calib: the pipeline '{passes}' needs calibration data"
-                ),
+                None if pm.needs_calibration() => {
+                    bail!("option --calib: the pipeline '{passes}' needs calibration data")
+                }
                 None => {}
             }
             let mlir = bonsai::ir::Mlir::new();
             let mut m = mlir.parse(&bonsai::ir::lower::lower(&g)?)?;
             let mut cands = pm.propose(&mlir, &mut m)?;
             // Effective FLOPs: the layer's dense FLOPs scaled by the candidate's density.
-            let base = bonsai::compress::apply(&g, &bonsai::pass::PassManager::parse(&registry, "")?)?;
+            let base =
+                bonsai::compress::apply(&g, &bonsai::pass::PassManager::parse(&registry, "")?)?;
             for c in cands.iter_mut() {
                 if let Some(l) = base.layers.iter().find(|l| l.weight == c.weight) {
                     c.flops = (l.flops_dense as f64 * (1.0 - c.sparsity)).round() as u64;

@@ -109,7 +109,9 @@ pub fn shorthand(
     if let Some(s) = prune {
         // Allocation by estimated output error needs calibration; otherwise one global ranking.
         let gran = if calib { "sensitivity" } else { "global" };
-        steps.push(format!("prune-magnitude{{sparsity={s} granularity={gran}}}"));
+        steps.push(format!(
+            "prune-magnitude{{sparsity={s} granularity={gran}}}"
+        ));
     }
     if let Some(b) = share {
         steps.push(format!("share-kmeans{{bits={b}}}"));

@@ -129,7 +129,10 @@ pub fn run(a: SensitivityArgs) -> Result<()> {
     for (row, l) in table.iter().zip(&base.layers) {
         print!("{:<28} {:>9}", l.layer, l.params);
         for c in &row[1..] {
-            print!(" {:>15}", format!("{:.1e} ({:.3})", c.error, c.agreement.unwrap_or(f64::NAN)));
+            print!(
+                " {:>15}",
+                format!("{:.1e} ({:.3})", c.error, c.agreement.unwrap_or(f64::NAN))
+            );
         }
         println!();
     }

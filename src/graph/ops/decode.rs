@@ -11,10 +11,25 @@ use crate::graph::tensor::{strides, Tensor};
 use crate::graph::{Attr, DType, TensorType};
 
 pub(super) fn register(r: &mut Registry) {
-    r.insert("DequantizeLinear", 10, infer_dequantize, Some(fold_dequantize));
+    r.insert(
+        "DequantizeLinear",
+        10,
+        infer_dequantize,
+        Some(fold_dequantize),
+    );
     r.insert("QuantizeLinear", 10, infer_quantize, Some(fold_quantize));
-    r.insert("GatherElements", 11, infer_gather_elements, Some(fold_gather_elements));
-    r.insert("ScatterElements", 11, infer_scatter_elements, Some(fold_scatter_elements));
+    r.insert(
+        "GatherElements",
+        11,
+        infer_gather_elements,
+        Some(fold_gather_elements),
+    );
+    r.insert(
+        "ScatterElements",
+        11,
+        infer_scatter_elements,
+        Some(fold_scatter_elements),
+    );
     r.insert("CumSum", 11, infer_cumsum, Some(fold_cumsum));
 }
 
@@ -60,7 +75,11 @@ fn infer_quantize(ctx: &mut Ctx) -> Result<Vec<TensorType>> {
         }
         ctx.set("axis", Attr::Int(a as i64));
     }
-    let dt = if ctx.has(2) { ctx.ty(2)?.dtype } else { DType::U8 };
+    let dt = if ctx.has(2) {
+        ctx.ty(2)?.dtype
+    } else {
+        DType::U8
+    };
     if !matches!(dt, DType::U8 | DType::I8) {
         return Err(ctx.unsupported(format!("output type {dt}")));
     }
@@ -70,7 +89,11 @@ fn infer_quantize(ctx: &mut Ctx) -> Result<Vec<TensorType>> {
 /// Per-element (scale, zero point) lookup of a Q/DQ node.
 fn qparams<'a>(ctx: &Ctx, x: &'a [&'a Tensor]) -> (Vec<f32>, Vec<i64>, usize, usize) {
     let s: Vec<f32> = x[1].to_f64_vec().iter().map(|&v| v as f32).collect();
-    let z = if x.len() > 2 { x[2].to_i64_vec() } else { vec![0; s.len()] };
+    let z = if x.len() > 2 {
+        x[2].to_i64_vec()
+    } else {
+        vec![0; s.len()]
+    };
     let (axis_len, inner) = if s.len() == 1 {
         (1, 1)
     } else {
@@ -82,7 +105,11 @@ fn qparams<'a>(ctx: &Ctx, x: &'a [&'a Tensor]) -> (Vec<f32>, Vec<i64>, usize, us
 
 /// ONNX QuantizeLinear on one value: round half to even, saturate.
 pub fn quantize_value(x: f32, s: f32, z: i64, dt: DType) -> i64 {
-    let (lo, hi) = if dt == DType::U8 { (0.0, 255.0) } else { (-128.0, 127.0) };
+    let (lo, hi) = if dt == DType::U8 {
+        (0.0, 255.0)
+    } else {
+        (-128.0, 127.0)
+    };
     ((x / s).round_ties_even() + z as f32).clamp(lo, hi) as i64
 }
 
@@ -94,7 +121,11 @@ fn fold_quantize(ctx: &Ctx, x: &[&Tensor], out: &[TensorType]) -> Result<Vec<Ten
         .iter()
         .enumerate()
         .map(|(i, &xi)| {
-            let p = if s.len() == 1 { 0 } else { (i / inner) % axis_len };
+            let p = if s.len() == 1 {
+                0
+            } else {
+                (i / inner) % axis_len
+            };
             quantize_value(xi as f32, s[p], z[p], dt)
         })
         .collect();
@@ -116,16 +147,16 @@ fn infer_dequantize(ctx: &mut Ctx) -> Result<Vec<TensorType>> {
     if s.numel() != 1 {
         let a = norm_axis(ctx, ctx.attr_int("axis", 1), x.rank())?;
         if s.rank() != 1 || s.shape[0] != x.shape[a] {
-            return Err(ctx.err(format!(
-                "scale {s} does not match dim {a} of the input {x}"
-            )));
+            return Err(ctx.err(format!("scale {s} does not match dim {a} of the input {x}")));
         }
         ctx.set("axis", Attr::Int(a as i64));
     }
     if ctx.has(2) {
         let z = ctx.ty(2)?;
         if z.dtype != x.dtype || z.shape != s.shape {
-            return Err(ctx.err(format!("zero point {z} does not match scale {s} / input {x}")));
+            return Err(ctx.err(format!(
+                "zero point {z} does not match scale {s} / input {x}"
+            )));
         }
     }
     Ok(vec![TensorType::new(DType::F32, x.shape)])
@@ -138,7 +169,11 @@ fn fold_dequantize(ctx: &Ctx, x: &[&Tensor], _out: &[TensorType]) -> Result<Vec<
         .iter()
         .enumerate()
         .map(|(i, &qi)| {
-            let p = if s.len() == 1 { 0 } else { (i / inner) % axis_len };
+            let p = if s.len() == 1 {
+                0
+            } else {
+                (i / inner) % axis_len
+            };
             (qi - z[p]) as f32 * s[p]
         })
         .collect();
@@ -201,7 +236,10 @@ fn fold_gather_elements(ctx: &Ctx, x: &[&Tensor], _out: &[TensorType]) -> Result
         i += 1;
     });
     if let Some(b) = bad {
-        return Err(ctx.err(format!("index {b} is out of range for dim {a} of {:?}", d.shape)));
+        return Err(ctx.err(format!(
+            "index {b} is out of range for dim {a} of {:?}",
+            d.shape
+        )));
     }
     Ok(vec![d.take(ind.shape.clone(), &idx)])
 }
@@ -243,7 +281,10 @@ fn fold_scatter_elements(ctx: &Ctx, x: &[&Tensor], _out: &[TensorType]) -> Resul
         i += 1;
     });
     if let Some(b) = bad {
-        return Err(ctx.err(format!("index {b} is out of range for dim {a} of {:?}", d.shape)));
+        return Err(ctx.err(format!(
+            "index {b} is out of range for dim {a} of {:?}",
+            d.shape
+        )));
     }
     let both = crate::graph::fold::concat_flat(d, upd);
     Ok(vec![both.take(d.shape.clone(), &src)])

@@ -98,7 +98,14 @@ pub(super) fn cast(e: &mut Emitter, n: &N) -> String {
 pub(super) fn qdq(e: &mut Emitter, n: &N) -> String {
     let out = n.out_ty(0).clone();
     let from = n.in_ty(0).dtype;
-    let k = |i: usize| n.node.inputs.get(i).copied().flatten().and_then(|v| n.g.konst(v));
+    let k = |i: usize| {
+        n.node
+            .inputs
+            .get(i)
+            .copied()
+            .flatten()
+            .and_then(|v| n.g.konst(v))
+    };
     let s = k(1).expect("constant scale").to_f64_vec()[0] as f32 as f64;
     let z = k(2).map(|t| t.to_i64_vec()[0]).unwrap_or(0) as f64;
     let ins = operands(e, n, &[0], &out.shape);
@@ -109,7 +116,11 @@ pub(super) fn qdq(e: &mut Emitter, n: &N) -> String {
         let sc = scalar::cst(b, f, s);
         let zc = scalar::cst(b, f, z);
         if quantize {
-            let (lo, hi) = if out.dtype == DType::U8 { (0.0, 255.0) } else { (-128.0, 127.0) };
+            let (lo, hi) = if out.dtype == DType::U8 {
+                (0.0, 255.0)
+            } else {
+                (-128.0, 127.0)
+            };
             let d = b.op(&format!("arith.divf {}, {sc} : {t}", a[0]));
             let r = b.op(&format!("math.roundeven {d} : {t}"));
             let r = b.op(&format!("arith.addf {r}, {zc} : {t}"));

@@ -156,7 +156,12 @@ fn int8_weights_are_dequantize_linear_in_onnx() {
     let out = compress_and_check(
         "int8",
         &["--passes", "quantize-weights{bits=8 granularity=channel}"],
-        &["int_grid=8", "op=DequantizeLinear", "min_file_ratio=3.5", "min_agreement=0.98"],
+        &[
+            "int_grid=8",
+            "op=DequantizeLinear",
+            "min_file_ratio=3.5",
+            "min_agreement=0.98",
+        ],
     );
     assert!(out.contains("int8 sym/channel"), "{out}");
 }
@@ -176,7 +181,11 @@ fn recipe_composes_prune_and_quantise_and_names_bad_keys() {
         &["int_grid=4", "min_agreement=0.95"],
     );
     assert!(out.contains("int4 sym/group32"), "{out}");
-    std::fs::write(d.join("bad.toml"), "[[pass]]\nname = \"share-kmeans\"\nbitz = 4\n").unwrap();
+    std::fs::write(
+        d.join("bad.toml"),
+        "[[pass]]\nname = \"share-kmeans\"\nbitz = 4\n",
+    )
+    .unwrap();
     std::fs::write(d.join("bad2.toml"), "passes = 3\n").unwrap();
     let x = d.join("x.onnx");
     for (file, want) in [
@@ -351,7 +360,11 @@ fn propose_lists_candidates_that_apply_to_one_layer() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&rep).unwrap()).unwrap();
     for l in r["layers"].as_array().unwrap() {
-        let want = if l["layer"] == "Conv_3" { "kmeans 3b/layer" } else { "f32" };
+        let want = if l["layer"] == "Conv_3" {
+            "kmeans 3b/layer"
+        } else {
+            "f32"
+        };
         assert_eq!(l["encoding"], want, "{l}");
     }
 }
@@ -361,8 +374,25 @@ fn channel_pruning_writes_a_genuinely_smaller_model() {
     // The checker asserts the removed channels are gone from the tensors onnxruntime sees.
     let out = compress_and_check(
         "channels",
-        &["--passes", "prune-channels{sparsity=0.5 criterion=l2 exclude=Gemm_7}"],
+        &[
+            "--passes",
+            "prune-channels{sparsity=0.5 criterion=l2 exclude=Gemm_7}",
+        ],
         &["shrunk=1", "min_file_ratio=1.9", "min_agreement=0.9"],
     );
     assert!(out.contains("(-16 channels)"), "{out}");
+}
+
+#[test]
+fn gradual_schedule_reaches_the_target_and_verifies_against_the_original() {
+    let out = compress_and_check(
+        "gradual",
+        &["--passes", "prune-wanda{sparsity=0.8}", "--gradual", "2"],
+        &["min_agreement=0.9"],
+    );
+    // Wanda's per-row floor(s * k) lands a hair under the target.
+    assert!(
+        out.contains("sparsity 79.") || out.contains("sparsity 80.0%"),
+        "{out}"
+    );
 }
