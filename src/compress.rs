@@ -108,6 +108,7 @@ pub fn schedule_step(text: &str, i: usize, steps: usize) -> Result<String> {
 /// statistics captured again on the model the previous step left (so criteria and
 /// reconstruction see the activations upstream pruning produces). Returns the dense
 /// intermediate model (written under `work`) the last step starts from.
+#[allow(clippy::too_many_arguments)]
 pub fn gradual_prefix(
     model: &Path,
     shapes: &HashMap<String, Vec<usize>>,

@@ -70,7 +70,7 @@ impl Quant {
         if self.scales.len() == 1 {
             return 0;
         }
-        let g = if self.group == 0 { 0 } else { c / self.group };
+        let g = c.checked_div(self.group).unwrap_or(0);
         r * self.groups_per_row(cols) + g
     }
 

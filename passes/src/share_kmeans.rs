@@ -81,7 +81,7 @@ impl Pass for ShareKmeans {
             let groups: Vec<std::ops::Range<usize>> = if self.per_channel {
                 (0..rows).map(|r| r * cols..(r + 1) * cols).collect()
             } else {
-                vec![0..rows * cols]
+                std::iter::once(0..rows * cols).collect()
             };
             // Cluster each group's non-zeros; NONE marks a zero.
             let mut assign = vec![NONE; view.v.len()];
@@ -319,8 +319,9 @@ fn solve_into(a: &mut [f64], b: &mut [f64], c: &mut [f64]) {
             if r != col {
                 let f = m[r][col] / m[col][col];
                 if f != 0.0 {
-                    for j in col..=n {
-                        m[r][j] -= f * m[col][j];
+                    let pivot = m[col].clone();
+                    for (x, p) in m[r][col..=n].iter_mut().zip(&pivot[col..=n]) {
+                        *x -= f * p;
                     }
                 }
             }
@@ -340,10 +341,7 @@ mod tests {
 
     #[test]
     fn kmeans_finds_well_separated_clusters() {
-        let v: Vec<f64> = [-1.0, -1.1, -0.9, 2.0, 2.1, 1.9, 5.0, 5.2, 4.8]
-            .iter()
-            .copied()
-            .collect();
+        let v: Vec<f64> = [-1.0, -1.1, -0.9, 2.0, 2.1, 1.9, 5.0, 5.2, 4.8].to_vec();
         for linear in [false, true] {
             let c = kmeans_1d(&v, 3, linear, 7);
             assert_eq!(c.len(), 3);
