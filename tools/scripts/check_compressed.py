@@ -7,7 +7,7 @@
 * Every layer weight is decoded *by onnxruntime* (the weight's tensor is made a graph output),
   and its sparsity matches the report.
 * Expectations: `max_centroids=16` (distinct non-zero values per layer), `int_grid=8` (each
-  row lies on a uniform grid of at most 2^8 steps), `min_file_ratio=8`, `min_agreement=0.95`,
+  row, or each `group=G` weights of a row, lies on a uniform grid of at most 2^8 steps), `min_file_ratio=8`, `min_agreement=0.95`,
   `op=DequantizeLinear` (the file uses that op).
 * The entropy-coded size the report gives is checked against a Huffman code computed here:
   payload bits / 8 <= reported <= payload / 8 + tables and codebooks.
@@ -118,6 +118,9 @@ def main():
         if "int_grid" in expect:
             # Per output channel, the values are integer multiples of one step.
             rows = a.reshape(a.shape[0], -1) if a.ndim != 2 or l["kind"] != "matmul" else a.T
+            if "group" in expect:  # one scale per `group` consecutive weights of a row
+                gs = int(expect["group"])
+                rows = rows.reshape(-1, gs)
             for row in rows:
                 nz = row[row != 0]
                 if nz.size == 0:

@@ -178,7 +178,7 @@ fn recipe_composes_prune_and_quantise_and_names_bad_keys() {
     let out = compress_and_check(
         "recipe-run",
         &["--recipe", recipe.to_str().unwrap()],
-        &["int_grid=4", "min_agreement=0.95"],
+        &["int_grid=4", "group=32", "min_agreement=0.95"],
     );
     assert!(out.contains("int4 sym/group32"), "{out}");
     std::fs::write(
