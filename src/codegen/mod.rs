@@ -1,4 +1,5 @@
-//! Code generation: CPU (JIT now, AOT next); GPU to come.
+//! Code generation: CPU (JIT, and AOT shared libraries); GPU to come.
 
+pub mod aot;
 pub mod cpu;
 pub mod runtime;

@@ -156,6 +156,27 @@ bonsai propose mnist.onnx --passes 'prune-magnitude,share-kmeans' --calib calib.
         #[command(flatten)]
         shapes: ShapeArgs,
     },
+    /// Compile a model ahead of time: DIR/libmodel.so (the same code the JIT runs, weights
+    /// inside), DIR/model.h (C entry point) and DIR/model.json (inputs, outputs) for
+    /// `bonsai-rt`, the runtime that links no LLVM.
+    #[command(
+        long_about = "Compile a model ahead of time into DIR: libmodel.so (the JIT's own object \
+code, weights included, linked with the system C compiler), model.h (the C entry point \
+bonsai_model_run(inputs, outputs) on row-major buffers, plus MLIR's _mlir_ciface_main) and \
+model.json (input/output names, dtypes, shapes).\n\nExamples:\n  \
+bonsai compile mnist.onnx -o build/mnist --shape input=1x1x28x28\n  \
+bonsai-rt build/mnist --input in.npz --output out.npz\n  \
+cc app.c -Ibuild/mnist -Lbuild/mnist -lmodel -Wl,-rpath,build/mnist"
+    )]
+    Compile {
+        /// The ONNX model (compressed or not).
+        model: PathBuf,
+        /// Output folder (created; its libmodel.so, model.h and model.json are replaced).
+        #[arg(long, short)]
+        output: PathBuf,
+        #[command(flatten)]
+        shapes: ShapeArgs,
+    },
     /// List the ONNX operators bonsai supports.
     Ops,
     /// Run ONNX backend node tests and count passed / failed / unsupported cases.
@@ -450,6 +471,56 @@ fn real_main(cli: Cli) -> Result<()> {
                     .with_context(|| tmp.display().to_string())?;
                 std::fs::rename(&tmp, &o).with_context(|| o.display().to_string())?;
             }
+            Ok(())
+        }
+        Cmd::Compile {
+            model,
+            output,
+            shapes,
+        } => {
+            guard_output(&output, &[&model])?;
+            let g = load_bound(&model, &parse_shapes(&shapes.shapes)?)?;
+            let ins: Vec<(String, bonsai::graph::TensorType)> = g
+                .inputs
+                .iter()
+                .map(|i| {
+                    (
+                        g.values[i.value].name.clone(),
+                        g.ty(i.value).expect("bound").clone(),
+                    )
+                })
+                .collect();
+            let outs: Vec<(String, bonsai::graph::TensorType)> = g
+                .outputs
+                .iter()
+                .map(|&o| (g.values[o].name.clone(), g.ty(o).expect("inferred").clone()))
+                .collect();
+            let mlir = bonsai::ir::Mlir::new();
+            let mut m = mlir.parse(&bonsai::ir::lower::lower(&g)?)?;
+            // Build in a sibling folder, then move into place: no partial output.
+            let tmp = output.with_extension("tmp~");
+            let _ = std::fs::remove_dir_all(&tmp);
+            let name = model
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let r = bonsai::codegen::aot::compile_library(&mlir, &mut m, &name, &ins, &outs, &tmp);
+            if let Err(e) = r {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e.into());
+            }
+            std::fs::create_dir_all(&output).with_context(|| output.display().to_string())?;
+            for f in ["libmodel.so", "model.h", "model.json"] {
+                std::fs::rename(tmp.join(f), output.join(f))
+                    .with_context(|| output.join(f).display().to_string())?;
+            }
+            let _ = std::fs::remove_dir_all(&tmp);
+            println!(
+                "wrote {}/{{libmodel.so, model.h, model.json}}: {} input(s), {} output(s)",
+                output.display(),
+                ins.len(),
+                outs.len()
+            );
             Ok(())
         }
         Cmd::Ops => {

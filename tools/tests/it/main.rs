@@ -3,6 +3,7 @@
 //! Numbers are checked against independent references: onnxruntime (through python3) for
 //! the real models, the ONNX conformance data for op semantics.
 
+mod aot;
 mod cli;
 mod compress;
 mod conformance;

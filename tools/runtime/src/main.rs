@@ -1,0 +1,216 @@
+//! `bonsai-rt DIR --input in.npz [--output out.npz]`: run a model compiled by
+//! `bonsai compile` without LLVM. Loads `DIR/libmodel.so`, reads `DIR/model.json` for the
+//! input/output names, dtypes and shapes, calls `bonsai_model_run` on the .npz arrays and
+//! writes (or prints) the outputs.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use ndarray::{ArrayD, IxDyn};
+use ndarray_npy::{NpzReader, NpzWriter};
+
+const USAGE: &str = "usage: bonsai-rt DIR --input IN.npz [--output OUT.npz]\n\
+DIR is what `bonsai compile MODEL -o DIR` wrote (libmodel.so, model.json). IN.npz holds one\n\
+array per model input, keyed by input name, with the compiled shapes and dtypes.";
+
+struct Io {
+    name: String,
+    dtype: String,
+    shape: Vec<usize>,
+}
+
+fn ios(v: &serde_json::Value, key: &str) -> Result<Vec<Io>> {
+    v[key]
+        .as_array()
+        .with_context(|| format!("model.json: no '{key}' list"))?
+        .iter()
+        .map(|x| {
+            Ok(Io {
+                name: x["name"]
+                    .as_str()
+                    .context("model.json: io without name")?
+                    .into(),
+                dtype: x["dtype"]
+                    .as_str()
+                    .context("model.json: io without dtype")?
+                    .into(),
+                shape: x["shape"]
+                    .as_array()
+                    .context("model.json: io without shape")?
+                    .iter()
+                    .map(|d| {
+                        d.as_u64()
+                            .map(|d| d as usize)
+                            .context("model.json: bad dim")
+                    })
+                    .collect::<Result<_>>()?,
+            })
+        })
+        .collect()
+}
+
+/// A buffer holding one array's bytes, 8-byte aligned.
+struct Buf(Vec<u64>, usize);
+
+impl Buf {
+    fn new(bytes: usize) -> Buf {
+        Buf(vec![0; bytes.div_ceil(8).max(1)], bytes)
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the Vec<u64> holds at least self.1 bytes.
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr() as *mut u8, self.1) }
+    }
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: as above.
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr() as *const u8, self.1) }
+    }
+}
+
+macro_rules! read_as {
+    ($npz:expr, $name:expr, $t:ty) => {{
+        let a: ArrayD<$t> = $npz
+            .by_name(&format!("{}.npy", $name))
+            .or_else(|_| $npz.by_name($name))
+            .with_context(|| {
+                format!(
+                    "input '{}': not in the .npz (or not {})",
+                    $name,
+                    stringify!($t)
+                )
+            })?;
+        (
+            a.shape().to_vec(),
+            a.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>(),
+        )
+    }};
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (mut dir, mut input, mut output) = (None, None, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--input" => input = it.next().map(PathBuf::from),
+            "--output" => output = it.next().map(PathBuf::from),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            s if !s.starts_with('-') && dir.is_none() => dir = Some(PathBuf::from(s)),
+            s => bail!("unknown argument '{s}'\n{USAGE}"),
+        }
+    }
+    let (Some(dir), Some(input)) = (dir, input) else {
+        bail!("{USAGE}");
+    };
+    let manifest: serde_json::Value = serde_json::from_reader(
+        File::open(dir.join("model.json"))
+            .with_context(|| dir.join("model.json").display().to_string())?,
+    )
+    .context("model.json")?;
+    let (ins, outs) = (ios(&manifest, "inputs")?, ios(&manifest, "outputs")?);
+    let mut npz = NpzReader::new(File::open(&input).with_context(|| input.display().to_string())?)
+        .with_context(|| format!("{}: not an .npz", input.display()))?;
+    let mut in_bufs = Vec::new();
+    for io in &ins {
+        let (shape, bytes) = match io.dtype.as_str() {
+            "f32" => read_as!(npz, &io.name, f32),
+            "f64" => read_as!(npz, &io.name, f64),
+            "i64" => read_as!(npz, &io.name, i64),
+            "i32" => read_as!(npz, &io.name, i32),
+            d => bail!(
+                "input '{}': dtype {d} is not supported by bonsai-rt",
+                io.name
+            ),
+        };
+        if shape != io.shape {
+            bail!(
+                "input '{}': shape {:?}, the library was compiled for {:?}",
+                io.name,
+                shape,
+                io.shape
+            );
+        }
+        let mut b = Buf::new(bytes.len());
+        b.bytes_mut().copy_from_slice(&bytes);
+        in_bufs.push(b);
+    }
+    let size = |d: &str| match d {
+        "f64" | "i64" => 8,
+        "f32" | "i32" => 4,
+        _ => 1,
+    };
+    let mut out_bufs: Vec<Buf> = outs
+        .iter()
+        .map(|o| Buf::new(o.shape.iter().product::<usize>() * size(&o.dtype)))
+        .collect();
+    let lib_path = dir.join("libmodel.so");
+    // SAFETY: loading a library bonsai compiled; its entry has the declared C signature.
+    let lib = unsafe { libloading::Library::new(&lib_path) }
+        .with_context(|| lib_path.display().to_string())?;
+    type Entry = unsafe extern "C" fn(*const *const u8, *const *mut u8);
+    // SAFETY: symbol type as generated by `bonsai compile` (model.h).
+    let run: libloading::Symbol<Entry> =
+        unsafe { lib.get(b"bonsai_model_run\0") }.context("libmodel.so has no bonsai_model_run")?;
+    let ip: Vec<*const u8> = in_bufs.iter().map(|b| b.bytes().as_ptr()).collect();
+    let op: Vec<*mut u8> = out_bufs
+        .iter_mut()
+        .map(|b| b.bytes_mut().as_mut_ptr())
+        .collect();
+    // SAFETY: buffers sized and typed from model.json, alive across the call.
+    unsafe { run(ip.as_ptr(), op.as_ptr()) };
+    write_outputs(&outs, &out_bufs, output.as_deref())
+}
+
+fn write_outputs(outs: &[Io], bufs: &[Buf], path: Option<&Path>) -> Result<()> {
+    let mut arrays: BTreeMap<String, ArrayD<f64>> = BTreeMap::new();
+    let mut writer = match path {
+        Some(p) => Some(NpzWriter::new(
+            File::create(p).with_context(|| p.display().to_string())?,
+        )),
+        None => None,
+    };
+    for (o, b) in outs.iter().zip(bufs) {
+        let shape = IxDyn(&o.shape);
+        let by = b.bytes();
+        macro_rules! emit {
+            ($t:ty, $n:expr) => {{
+                let v: Vec<$t> = by
+                    .chunks_exact($n)
+                    .map(|c| <$t>::from_le_bytes(c.try_into().unwrap()))
+                    .collect();
+                let a = ArrayD::from_shape_vec(shape.clone(), v)?;
+                arrays.insert(o.name.clone(), a.mapv(|x| x as f64));
+                if let Some(w) = writer.as_mut() {
+                    w.add_array(o.name.as_str(), &a)?;
+                }
+            }};
+        }
+        match o.dtype.as_str() {
+            "f32" => emit!(f32, 4),
+            "f64" => emit!(f64, 8),
+            "i64" => emit!(i64, 8),
+            "i32" => emit!(i32, 4),
+            d => bail!(
+                "output '{}': dtype {d} is not supported by bonsai-rt",
+                o.name
+            ),
+        }
+    }
+    if let Some(w) = writer {
+        w.finish()?;
+    }
+    for (n, a) in &arrays {
+        let head: Vec<String> = a.iter().take(6).map(|x| format!("{x:.6}")).collect();
+        println!(
+            "{n}: {:?} [{}{}]",
+            a.shape(),
+            head.join(", "),
+            if a.len() > 6 { ", ..." } else { "" }
+        );
+    }
+    Ok(())
+}
