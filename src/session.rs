@@ -75,6 +75,8 @@ pub fn shapes_of(inputs: &BTreeMap<String, Tensor>) -> HashMap<String, Vec<usize
 /// A graph compiled to native code, ready to run.
 pub struct Compiled {
     pub jit: Jit,
+    /// Some weights run as sparse (CSR) kernels.
+    pub sparse: bool,
     pub graph: Graph,
     pub compile_time: Duration,
     // Dropped last: the engine's code was produced in this context.
@@ -83,9 +85,18 @@ pub struct Compiled {
 
 impl Compiled {
     pub fn new(graph: Graph) -> Result<Compiled> {
+        let opts = crate::ir::lower::Options {
+            sparse_min: Some(crate::ir::lower::DEFAULT_SPARSE_MIN),
+        };
+        Self::with_options(graph, &opts)
+    }
+
+    /// Compile with explicit lowering choices (`sparse_min: None` keeps every weight dense).
+    pub fn with_options(graph: Graph, opts: &crate::ir::lower::Options) -> Result<Compiled> {
         let t0 = Instant::now();
         let mlir = Mlir::new();
-        let text = crate::ir::lower::lower(&graph)?;
+        let text = crate::ir::lower::lower_with(&graph, opts)?;
+        let sparse = crate::ir::lower::uses_sparse(&text);
         let mut module = mlir.parse(&text)?;
         let ins: Vec<TensorType> = graph
             .inputs
@@ -97,10 +108,11 @@ impl Compiled {
             .iter()
             .map(|&o| graph.ty(o).expect("inferred").clone())
             .collect();
-        let jit = cpu::compile(&mlir, &mut module, ins, outs)?;
+        let jit = cpu::compile(&mlir, &mut module, sparse, ins, outs)?;
         drop(module);
         Ok(Compiled {
             jit,
+            sparse,
             graph,
             compile_time: t0.elapsed(),
             _mlir: mlir,

@@ -51,3 +51,12 @@ save("unknown_op",
      [h.make_tensor_value_info("x", T.FLOAT, [1, 4])],
      [h.make_tensor_value_info("y", T.INT64, None)], [])
 print("wrote", sorted(os.listdir(D)))
+
+# A 96%-sparse FC (Gemm, transB): 4 outputs x 25 inputs with 4 non-zeros, for CSR kernels.
+sw = np.zeros((4, 25), np.float32)
+sw[0, 3], sw[1, 0], sw[1, 24], sw[3, 10] = 1.5, -2.0, 0.25, 3.0
+save("sparse_fc",
+     [h.make_node("Gemm", ["x", "sw", "sb"], ["y"], transB=1)],
+     [h.make_tensor_value_info("x", T.FLOAT, [2, 25])],
+     [h.make_tensor_value_info("y", T.FLOAT, [2, 4])],
+     [nh.from_array(sw, "sw"), nh.from_array(np.array([0.5, 0, -1, 0], np.float32), "sb")])

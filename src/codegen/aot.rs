@@ -167,15 +167,17 @@ pub struct Artifacts {
 
 /// Lower `module` to LLVM, let the JIT engine generate its object code, and link it with the
 /// support code into `dir/libmodel.so` (using the system C compiler, `cc`).
+#[allow(clippy::too_many_arguments)]
 pub fn compile_library(
     mlir: &Mlir,
     module: &mut Module,
+    sparse: bool,
     model_name: &str,
     ins: &[(String, TensorType)],
     outs: &[(String, TensorType)],
     dir: &Path,
 ) -> Result<Artifacts> {
-    run_upstream(mlir, module, super::cpu::LOWER_TO_LLVM)?;
+    run_upstream(mlir, module, super::cpu::pipeline_for(sparse))?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let engine = ExecutionEngine::new(module, 3, &[], true, true);
     // SAFETY: the symbol has the C signature the generated code expects.

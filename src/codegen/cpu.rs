@@ -28,6 +28,35 @@ finalize-memref-to-llvm,\
 convert-to-llvm,\
 reconcile-unrealized-casts)";
 
+/// The same, for modules with `#sparse_tensor` weights: the sparsifier generates the loops
+/// over their non-zeros while bufferizing (`enable-runtime-library=false` style: constant
+/// buffers assembled in place, no sparse runtime library).
+pub const SPARSE_LOWER_TO_LLVM: &str = "builtin.module(\
+func.func(linalg-fuse-elementwise-ops),\
+sparse-reinterpret-map,\
+sparsification-and-bufferization,\
+sparse-storage-specifier-to-llvm,\
+buffer-results-to-out-params{modify-public-functions hoist-static-allocs},\
+buffer-deallocation-pipeline,\
+func.func(convert-linalg-to-loops),\
+expand-strided-metadata,\
+lower-affine,\
+convert-scf-to-cf,\
+convert-math-to-llvm,\
+convert-math-to-libm,\
+finalize-memref-to-llvm,\
+convert-to-llvm,\
+reconcile-unrealized-casts)";
+
+/// The lowering pipeline a module needs (`sparse`: it has `#sparse_tensor` weights).
+pub fn pipeline_for(sparse: bool) -> &'static str {
+    if sparse {
+        SPARSE_LOWER_TO_LLVM
+    } else {
+        LOWER_TO_LLVM
+    }
+}
+
 pub struct Jit {
     engine: ExecutionEngine,
     pub inputs: Vec<TensorType>,
@@ -38,10 +67,11 @@ pub struct Jit {
 pub fn compile(
     mlir: &Mlir,
     module: &mut Module,
+    sparse: bool,
     inputs: Vec<TensorType>,
     outputs: Vec<TensorType>,
 ) -> Result<Jit> {
-    run_upstream(mlir, module, LOWER_TO_LLVM)?;
+    run_upstream(mlir, module, pipeline_for(sparse))?;
     let engine = ExecutionEngine::new(module, 3, &[], false, false);
     // SAFETY: the symbol has the C signature the generated code expects.
     unsafe { engine.register_symbol("memrefCopy", super::runtime::memref_copy as *mut ()) };

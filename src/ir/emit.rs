@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
-use crate::graph::{DType, Graph, Tensor, TensorType, ValueId};
+use crate::graph::{DType, Data, Graph, Tensor, TensorType, ValueId};
 
 /// Constants with more elements than this become `dense_resource` blobs.
 const INLINE_LIMIT: usize = 16;
@@ -77,6 +77,8 @@ pub struct Emitter<'g> {
     prunable: std::collections::HashSet<String>,
     /// Weights reading such a layer's channels directly: weight -> (layer, block).
     channel_consumers: HashMap<String, (String, usize)>,
+    /// See `lower::Options::sparse_min`.
+    pub sparse_min: Option<f64>,
 }
 
 /// Operand of a generic: SSA name, type, indexing map.
@@ -104,10 +106,12 @@ impl<'g> Emitter<'g> {
             resources: Vec::new(),
             prunable: HashSet::new(),
             channel_consumers: HashMap::new(),
+            sparse_min: None,
         };
         Emitter {
             prunable: plans.into_keys().collect(),
             channel_consumers,
+            sparse_min: None,
             ..e
         }
     }
@@ -180,6 +184,49 @@ impl<'g> Emitter<'g> {
         let s = emit(self, &t);
         self.ssa.insert(v, s.clone());
         s
+    }
+
+    /// A 2-D f32 weight as a CSR sparse tensor assembled from constant position, coordinate
+    /// and value buffers (no conversion at run time), if it is sparse enough for
+    /// `sparse_min`. Returns the SSA value and its (encoded) tensor type.
+    pub fn sparse_weight(&mut self, t: &Tensor) -> Option<(String, String)> {
+        let min = self.sparse_min?;
+        if t.shape.len() != 2 || t.dtype() != DType::F32 {
+            return None;
+        }
+        let v = t.to_f64_vec();
+        let (rows, cols) = (t.shape[0], t.shape[1]);
+        let nnz = v.iter().filter(|x| **x != 0.0).count();
+        if nnz == 0 || (1.0 - nnz as f64 / v.len() as f64) < min {
+            return None;
+        }
+        let mut pos = vec![0i32];
+        let (mut crd, mut val) = (Vec::with_capacity(nnz), Vec::with_capacity(nnz));
+        for r in 0..rows {
+            for c in 0..cols {
+                let x = v[r * cols + c];
+                if x != 0.0 {
+                    crd.push(c as i32);
+                    val.push(x as f32);
+                }
+            }
+            pos.push(crd.len() as i32);
+        }
+        let p = self.constant(
+            &Tensor::new(vec![rows + 1], Data::I32(pos)),
+            Some("csr_pos"),
+        );
+        let c = self.constant(&Tensor::new(vec![nnz], Data::I32(crd)), Some("csr_crd"));
+        let vv = self.constant(&Tensor::f32(vec![nnz], val), Some("csr_val"));
+        let ty = format!(
+            "tensor<{rows}x{cols}xf32, #sparse_tensor.encoding<{{ map = (d0, d1) -> (d0 : dense, d1 : compressed), posWidth = 32, crdWidth = 32 }}>>"
+        );
+        let r = self.fresh();
+        self.line(&format!(
+            "{r} = sparse_tensor.assemble ({p}, {c}), {vv} : (tensor<{}xi32>, tensor<{nnz}xi32>), tensor<{nnz}xf32> to {ty}",
+            rows + 1
+        ));
+        Some((r, ty))
     }
 
     /// Emit `t` as the tagged weight named `name` (for weights rearranged at compile time).

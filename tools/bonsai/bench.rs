@@ -25,6 +25,10 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Gemm weights at least this sparse run as CSR kernels ("off": all dense). When some do,
+    /// the dense build is timed too, in the same run, for the ratio.
+    #[arg(long, default_value = "0.93")]
+    sparse_min: String,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -57,17 +61,34 @@ pub fn run(a: BenchArgs) -> Result<()> {
             .unwrap_or(1);
         bonsai::compress::EvalData::synthetic(&g, batch).inputs
     });
-    let c = Compiled::new(g)?;
-    for _ in 0..3 {
-        c.run_named(&inputs)?;
-    }
-    let mut times = Vec::with_capacity(a.runs);
-    for _ in 0..a.runs {
-        let t0 = Instant::now();
-        c.run_named(&inputs)?;
-        times.push(t0.elapsed().as_secs_f64() * 1e6);
-    }
-    let ours = median(times);
+    let sparse_min = match a.sparse_min.as_str() {
+        "off" => None,
+        s => match s.parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => Some(v),
+            _ => bail!("option --sparse-min: '{s}' is not a fraction in [0, 1] or 'off'"),
+        },
+    };
+    let time = |c: &Compiled| -> Result<f64> {
+        for _ in 0..3 {
+            c.run_named(&inputs)?;
+        }
+        let mut times = Vec::with_capacity(a.runs);
+        for _ in 0..a.runs {
+            let t0 = Instant::now();
+            c.run_named(&inputs)?;
+            times.push(t0.elapsed().as_secs_f64() * 1e6);
+        }
+        Ok(median(times))
+    };
+    let c = Compiled::with_options(g.clone(), &bonsai::ir::lower::Options { sparse_min })?;
+    let ours = time(&c)?;
+    // The same model with every weight dense, when sparse kernels were used.
+    let dense = if c.sparse {
+        let d = Compiled::with_options(g, &bonsai::ir::lower::Options { sparse_min: None })?;
+        Some(time(&d)?)
+    } else {
+        None
+    };
     let ort = if a.no_ort {
         None
     } else {
@@ -102,6 +123,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "model": model,
             "compile_ms": c.compile_time.as_secs_f64() * 1e3,
             "bonsai_median_us": ours,
+            "sparse_kernels": c.sparse,
+            "bonsai_dense_median_us": dense,
+            "speedup_vs_dense": dense.map(|d| d / ours),
             "onnxruntime_median_us": ort,
             "speedup_vs_onnxruntime": ort.map(|o| o / ours),
             "threads": 1,
@@ -115,9 +139,17 @@ pub fn run(a: BenchArgs) -> Result<()> {
             c.compile_time.as_secs_f64() * 1e3
         );
         println!(
-            "bonsai           {ours:.1} us (median of {}, 1 thread)",
-            a.runs
+            "bonsai           {ours:.1} us (median of {}, 1 thread{})",
+            a.runs,
+            if c.sparse { ", sparse kernels" } else { "" }
         );
+        if let Some(d) = dense {
+            println!("bonsai dense     {d:.1} us (same model, every weight dense)");
+            println!(
+                "sparse speed-up  {:.2}x (dense time / sparse time)",
+                d / ours
+            );
+        }
         if let Some(o) = ort {
             println!(
                 "onnxruntime      {o:.1} us (median of {}, 1 thread)",

@@ -58,6 +58,10 @@ enum Cmd {
         /// Write to a file instead of stdout.
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Show the code-generation form: Gemm weights at least this sparse as CSR
+        /// `#sparse_tensor` constants (what `run`, `bench` and `compile` use from 0.93).
+        #[arg(long, value_name = "SPARSITY")]
+        sparse_min: Option<f64>,
     },
     /// Compile time and median single-thread latency, next to onnxruntime's on the same input.
     Bench(bench::BenchArgs),
@@ -252,9 +256,11 @@ fn real_main(cli: Cli) -> Result<()> {
             model,
             shapes,
             output,
+            sparse_min,
         } => {
             let g = load_bound(&model, &parse_shapes(&shapes.shapes)?)?;
-            let text = bonsai::ir::lower::lower(&g)?;
+            let text =
+                bonsai::ir::lower::lower_with(&g, &bonsai::ir::lower::Options { sparse_min })?;
             let mlir = bonsai::ir::Mlir::new();
             let m = mlir.parse(&text)?;
             let s = format!("{}\n", m.as_operation());
@@ -496,7 +502,12 @@ fn real_main(cli: Cli) -> Result<()> {
                 .map(|&o| (g.values[o].name.clone(), g.ty(o).expect("inferred").clone()))
                 .collect();
             let mlir = bonsai::ir::Mlir::new();
-            let mut m = mlir.parse(&bonsai::ir::lower::lower(&g)?)?;
+            let opts = bonsai::ir::lower::Options {
+                sparse_min: Some(bonsai::ir::lower::DEFAULT_SPARSE_MIN),
+            };
+            let text = bonsai::ir::lower::lower_with(&g, &opts)?;
+            let sparse = bonsai::ir::lower::uses_sparse(&text);
+            let mut m = mlir.parse(&text)?;
             // Build in a sibling folder, then move into place: no partial output.
             let tmp = output.with_extension("tmp~");
             let _ = std::fs::remove_dir_all(&tmp);
@@ -504,7 +515,9 @@ fn real_main(cli: Cli) -> Result<()> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let r = bonsai::codegen::aot::compile_library(&mlir, &mut m, &name, &ins, &outs, &tmp);
+            let r = bonsai::codegen::aot::compile_library(
+                &mlir, &mut m, sparse, &name, &ins, &outs, &tmp,
+            );
             if let Err(e) = r {
                 let _ = std::fs::remove_dir_all(&tmp);
                 return Err(e.into());

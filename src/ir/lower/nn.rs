@@ -229,7 +229,15 @@ pub(super) fn gemm(e: &mut Emitter, n: &N) -> Result<String> {
     } else {
         vec![d(0), d(1)]
     };
+    // A sparse enough constant weight in its ONNX layout [n, k] (transB) becomes CSR rows.
+    let sparse = if tb {
+        n.g.konst(n.node.inputs[1].expect("present"))
+            .and_then(|w| e.sparse_weight(w))
+    } else {
+        None
+    };
     let (bs, bshape, be) = match wt {
+        _ if sparse.is_some() => (String::new(), Vec::new(), Vec::new()),
         Some(w) => {
             let shape = w.shape.clone();
             let name = n.g.values[n.node.inputs[1].expect("present")].name.clone();
@@ -261,10 +269,16 @@ pub(super) fn gemm(e: &mut Emitter, n: &N) -> Result<String> {
         }
     };
     let as_ = n.input(e, 0);
-    let ins = vec![
-        op(as_, dt, &a.shape, amap(3, &ae)),
-        op(bs, dt, &bshape, amap(3, &be)),
-    ];
+    let wop = match sparse {
+        Some((ssa, ty)) => Operand {
+            ssa,
+            ty,
+            map: amap(3, &[d(2), d(1)]),
+            elem: dt.mlir(),
+        },
+        None => op(bs, dt, &bshape, amap(3, &be)),
+    };
+    let ins = vec![op(as_, dt, &a.shape, amap(3, &ae)), wop];
     let t = dt.mlir();
     // With alpha = beta = 1 the bias seeds the accumulator; otherwise scale afterwards.
     let simple = alpha == 1.0 && beta == 1.0 && n.has(2);

@@ -109,3 +109,65 @@ print("identical", a[k].shape)
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn sparse_kernels_match_onnxruntime_and_the_library() {
+    // testdata/small/sparse_fc.onnx: a 96%-sparse Gemm, compiled with CSR kernels.
+    let d = tempdir("sparse");
+    let model = root().join("testdata/small/sparse_fc.onnx");
+    let prep = r#"
+import sys, numpy as np, onnxruntime as ort
+x = np.random.default_rng(3).standard_normal((2, 25)).astype(np.float32)
+np.savez(sys.argv[2] + "/in.npz", x=x)
+np.save(sys.argv[2] + "/ort.npy", ort.InferenceSession(sys.argv[1]).run(None, {"x": x})[0])
+"#;
+    let st = Command::new("python3")
+        .args(["-c", prep])
+        .arg(&model)
+        .arg(&d)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let jit = d.join("jit.npz");
+    let o = bonsai(&[
+        "run",
+        model.to_str().unwrap(),
+        "--input",
+        d.join("in.npz").to_str().unwrap(),
+        "--output",
+        jit.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lib = d.join("build");
+    let o = bonsai(&[
+        "compile",
+        model.to_str().unwrap(),
+        "-o",
+        lib.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rt = d.join("rt.npz");
+    let o = Command::new(bonsai_rt())
+        .arg(&lib)
+        .arg("--input")
+        .arg(d.join("in.npz"))
+        .arg("--output")
+        .arg(&rt)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cmp = r#"
+import sys, numpy as np
+a, b, r = np.load(sys.argv[1])["y"], np.load(sys.argv[2])["y"], np.load(sys.argv[3])
+assert np.allclose(a, r, rtol=1e-6, atol=1e-6), (a, r)
+assert a.tobytes() == b.tobytes()
+"#;
+    let o = Command::new("python3")
+        .args(["-c", cmp])
+        .arg(&jit)
+        .arg(&rt)
+        .arg(d.join("ort.npy"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
