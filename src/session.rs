@@ -85,10 +85,7 @@ pub struct Compiled {
 
 impl Compiled {
     pub fn new(graph: Graph) -> Result<Compiled> {
-        let opts = crate::ir::lower::Options {
-            sparse_min: Some(crate::ir::lower::DEFAULT_SPARSE_MIN),
-        };
-        Self::with_options(graph, &opts)
+        Self::with_options(graph, &crate::ir::lower::Options::default())
     }
 
     /// Compile with explicit lowering choices (`sparse_min: None` keeps every weight dense).

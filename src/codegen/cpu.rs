@@ -22,6 +22,7 @@ func.func(convert-linalg-to-loops),\
 expand-strided-metadata,\
 lower-affine,\
 convert-scf-to-cf,\
+convert-vector-to-llvm,\
 convert-math-to-llvm,\
 convert-math-to-libm,\
 finalize-memref-to-llvm,\
@@ -34,7 +35,7 @@ reconcile-unrealized-casts)";
 pub const SPARSE_LOWER_TO_LLVM: &str = "builtin.module(\
 func.func(linalg-fuse-elementwise-ops),\
 sparse-reinterpret-map,\
-sparsification-and-bufferization,\
+sparsification-and-bufferization{vl=16},\
 sparse-storage-specifier-to-llvm,\
 buffer-results-to-out-params{modify-public-functions hoist-static-allocs},\
 buffer-deallocation-pipeline,\
@@ -42,6 +43,7 @@ func.func(convert-linalg-to-loops),\
 expand-strided-metadata,\
 lower-affine,\
 convert-scf-to-cf,\
+convert-vector-to-llvm,\
 convert-math-to-llvm,\
 convert-math-to-libm,\
 finalize-memref-to-llvm,\

@@ -59,7 +59,7 @@ enum Cmd {
         #[arg(long, short)]
         output: Option<PathBuf>,
         /// Show the code-generation form: Gemm weights at least this sparse as CSR
-        /// `#sparse_tensor` constants (what `run`, `bench` and `compile` use from 0.93).
+        /// `#sparse_tensor` constants (what `bench` and `compile` use with --sparse-min).
         #[arg(long, value_name = "SPARSITY")]
         sparse_min: Option<f64>,
     },
@@ -178,6 +178,10 @@ cc app.c -Ibuild/mnist -Lbuild/mnist -lmodel -Wl,-rpath,build/mnist"
         /// Output folder (created; its libmodel.so, model.h and model.json are replaced).
         #[arg(long, short)]
         output: PathBuf,
+        /// Compile Gemm weights at least this sparse as CSR kernels (default: all dense; they
+        /// start to pay around 0.95, see `bonsai bench --sparse-min`).
+        #[arg(long, value_name = "SPARSITY")]
+        sparse_min: Option<f64>,
         #[command(flatten)]
         shapes: ShapeArgs,
     },
@@ -482,6 +486,7 @@ fn real_main(cli: Cli) -> Result<()> {
         Cmd::Compile {
             model,
             output,
+            sparse_min,
             shapes,
         } => {
             guard_output(&output, &[&model])?;
@@ -502,9 +507,7 @@ fn real_main(cli: Cli) -> Result<()> {
                 .map(|&o| (g.values[o].name.clone(), g.ty(o).expect("inferred").clone()))
                 .collect();
             let mlir = bonsai::ir::Mlir::new();
-            let opts = bonsai::ir::lower::Options {
-                sparse_min: Some(bonsai::ir::lower::DEFAULT_SPARSE_MIN),
-            };
+            let opts = bonsai::ir::lower::Options { sparse_min };
             let text = bonsai::ir::lower::lower_with(&g, &opts)?;
             let sparse = bonsai::ir::lower::uses_sparse(&text);
             let mut m = mlir.parse(&text)?;
