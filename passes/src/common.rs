@@ -256,31 +256,17 @@ pub fn flag(opts: &Options, key: &str, default: bool) -> Result<bool> {
 pub fn magnitude_error(view: &RowView, c: &bonsai::calib::LayerCalib, s: f64) -> f64 {
     let (rows, k) = (view.rows, view.cols);
     let rpg = rows / c.groups;
-    let (mut num, mut den) = (0.0, 0.0);
+    // Magnitude pruning within each calibration group, as the passes do.
+    let w: Vec<f32> = view.v.iter().map(|&x| x as f32).collect();
+    let mut pruned = w.clone();
     for g in 0..c.groups {
-        let h = faer::Mat::<f64>::from_fn(k, k, |i, j| c.gram[g][i * k + j]);
-        let w = faer::Mat::<f64>::from_fn(rpg, k, |r, j| view.v[(g * rpg + r) * k + j]);
-        let scores: Vec<f32> = (0..rpg * k)
-            .map(|i| w[(i / k, i % k)].abs() as f32)
-            .collect();
-        let mut dw = faer::Mat::<f64>::zeros(rpg, k);
+        let part = &mut pruned[g * rpg * k..(g + 1) * rpg * k];
+        let scores: Vec<f32> = part.iter().map(|x| x.abs()).collect();
         for i in smallest(&scores, (s * (rpg * k) as f64).floor() as usize) {
-            dw[(i / k, i % k)] = w[(i / k, i % k)];
+            part[i] = 0.0;
         }
-        let quad = |m: &faer::Mat<f64>| -> f64 {
-            let mh = m * &h;
-            (0..rpg)
-                .map(|r| (0..k).map(|j| mh[(r, j)] * m[(r, j)]).sum::<f64>())
-                .sum()
-        };
-        num += quad(&dw);
-        den += quad(&w);
     }
-    if den > 0.0 {
-        num / den
-    } else {
-        0.0
-    }
+    c.output_error(rows, &w, &pruned)
 }
 
 /// Per-layer sparsities minimising the summed estimated output error under a budget of

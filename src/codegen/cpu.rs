@@ -13,31 +13,16 @@ use crate::ir::Mlir;
 use crate::pass::run_upstream;
 
 /// Tensor-level module -> LLVM dialect. Results become caller-provided out parameters.
-pub const LOWER_TO_LLVM: &str = "builtin.module(\
-func.func(linalg-fuse-elementwise-ops),\
-one-shot-bufferize{bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map},\
-buffer-results-to-out-params{modify-public-functions hoist-static-allocs},\
-buffer-deallocation-pipeline,\
-func.func(convert-linalg-to-loops),\
-expand-strided-metadata,\
-lower-affine,\
-convert-scf-to-cf,\
-convert-vector-to-llvm,\
-convert-math-to-llvm,\
-convert-math-to-libm,\
-finalize-memref-to-llvm,\
-convert-to-llvm,\
-reconcile-unrealized-casts)";
+pub const LOWER_TO_LLVM: &str = concat!(
+    "builtin.module(func.func(linalg-fuse-elementwise-ops),",
+    "one-shot-bufferize{bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map},",
+    lower_tail!()
+);
 
-/// The same, for modules with `#sparse_tensor` weights: the sparsifier generates the loops
-/// over their non-zeros while bufferizing (`enable-runtime-library=false` style: constant
-/// buffers assembled in place, no sparse runtime library).
-pub const SPARSE_LOWER_TO_LLVM: &str = "builtin.module(\
-func.func(linalg-fuse-elementwise-ops),\
-sparse-reinterpret-map,\
-sparsification-and-bufferization{vl=16},\
-sparse-storage-specifier-to-llvm,\
-buffer-results-to-out-params{modify-public-functions hoist-static-allocs},\
+/// The steps after bufferization, shared by both pipelines.
+macro_rules! lower_tail {
+    () => {
+        "buffer-results-to-out-params{modify-public-functions hoist-static-allocs},\
 buffer-deallocation-pipeline,\
 func.func(convert-linalg-to-loops),\
 expand-strided-metadata,\
@@ -48,7 +33,19 @@ convert-math-to-llvm,\
 convert-math-to-libm,\
 finalize-memref-to-llvm,\
 convert-to-llvm,\
-reconcile-unrealized-casts)";
+reconcile-unrealized-casts)"
+    };
+}
+use lower_tail;
+
+/// The same, for modules with `#sparse_tensor` weights: the sparsifier generates the
+/// (vectorised) loops over their non-zeros while bufferizing, from constant buffers
+/// assembled in place (no sparse runtime library).
+pub const SPARSE_LOWER_TO_LLVM: &str = concat!(
+    "builtin.module(func.func(linalg-fuse-elementwise-ops),",
+    "sparse-reinterpret-map,sparsification-and-bufferization{vl=16},sparse-storage-specifier-to-llvm,",
+    lower_tail!()
+);
 
 /// The lowering pipeline a module needs (`sparse`: it has `#sparse_tensor` weights).
 pub fn pipeline_for(sparse: bool) -> &'static str {

@@ -562,6 +562,20 @@ fn encode_weight(
             };
             let zps: Vec<i64> = q.zero_points.iter().map(|&z| z as i64).collect();
             let per_tensor = q.scales.len() == 1;
+            // Per-channel asymmetric zero points have no single "zero" to scatter into: those
+            // weights are stored densely (exact, just larger).
+            let sparse = sparse && (zps.len() == 1 || zps.iter().all(|&z| z == 0));
+            // DequantizeLinear of `x` along `axis` into `out` ("" = a fresh name).
+            let dq = |b: &mut Builder, x: &str, axis: usize, out: &str| {
+                let (sh, attrs) = if per_tensor {
+                    (vec![], vec![])
+                } else {
+                    (vec![rows], vec![attr_i("axis", axis as i64)])
+                };
+                let sc = b.init("scale", &Tensor::f32(sh.clone(), q.scales.clone()));
+                let zp = b.init("zero_point", &Tensor::from_i64(dt, sh, &zps));
+                b.node("DequantizeLinear", &[x, &sc, &zp], out, attrs)
+            };
             if !sparse && (per_tensor || (q.group == 0 && opset >= 13)) {
                 // Integers in the weight's own layout straight into DequantizeLinear: the QDQ
                 // form int8 engines recognise (DQ -> Conv/Gemm/MatMul).
@@ -572,21 +586,8 @@ fn encode_weight(
                         .map(|i| s.sym[(i % rows) * cols + i / rows])
                         .collect()
                 };
-                let qt = ints(&syms).reshaped(w.value.shape.clone());
-                let qn = b.init("q", &qt);
-                let (sh, zsh) = if per_tensor {
-                    (vec![], vec![])
-                } else {
-                    (vec![rows], vec![rows])
-                };
-                let sc = b.init("scale", &Tensor::f32(sh, q.scales.clone()));
-                let zp = b.init("zero_point", &Tensor::from_i64(dt, zsh, &zps));
-                let attrs = if per_tensor {
-                    vec![]
-                } else {
-                    vec![attr_i("axis", w.out_dim as i64)]
-                };
-                b.node("DequantizeLinear", &[&qn, &sc, &zp], &w.name, attrs);
+                let qn = b.init("q", &ints(&syms).reshaped(w.value.shape.clone()));
+                dq(&mut b, &qn, w.out_dim, &w.name);
                 return Ok(Some((b, w.encoding.describe())));
             }
             let qm = if sparse {
@@ -598,35 +599,15 @@ fn encode_weight(
                         None => s.zero[0],
                     })
                     .collect();
-                if zps.len() != 1 && zps.iter().any(|&z| z != 0) {
-                    // Asymmetric per-channel zero points: stored densely (simpler, exact).
-                    return Ok(None);
-                }
-                let base = if zps.iter().all(|&z| z == 0) {
-                    b.filled(n, &Tensor::zeros(dt, vec![1]))
-                } else {
-                    // One zero point: untouched positions hold it, so they decode to 0.
-                    b.filled(n, &Tensor::from_i64(dt, vec![1], &zps))
-                };
+                // Untouched positions hold the (single) zero point, so they decode to 0.
+                let base = b.filled(n, &Tensor::from_i64(dt, vec![1], &zps[..1]));
                 let sc = b.scatter(&gaps, &ints(&syms), base);
                 b.reshape(&sc, &shape2)
             } else {
                 b.init("q", &ints(&s.sym).reshaped(vec![rows, cols]))
             };
             let out = if per_tensor || (q.group == 0 && opset >= 13) {
-                let (sh, zsh) = if per_tensor {
-                    (vec![], vec![])
-                } else {
-                    (vec![rows], vec![rows])
-                };
-                let sc = b.init("scale", &Tensor::f32(sh, q.scales.clone()));
-                let zp = b.init("zero_point", &Tensor::from_i64(dt, zsh, &zps));
-                let attrs = if per_tensor {
-                    vec![]
-                } else {
-                    vec![attr_i("axis", 0)]
-                };
-                b.node("DequantizeLinear", &[&qm, &sc, &zp], "", attrs)
+                dq(&mut b, &qm, 0, "")
             } else {
                 // Per group (or per channel before opset 13): (float(q) - zp) * scale on a
                 // [rows, groups, group] view.
