@@ -1,12 +1,13 @@
 //! `bonsai compile` artifacts: the shared library, run by the LLVM-free `bonsai-rt` and by a C
 //! program, reproduces the JIT's outputs bit for bit.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{bonsai, root, tempdir};
+use super::{bonsai_ok, python_ok, root, run_ok, tempdir};
 
-fn bonsai_rt() -> std::path::PathBuf {
-    let p = std::path::Path::new(env!("CARGO_BIN_EXE_bonsai")).with_file_name("bonsai-rt");
+fn bonsai_rt() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_bonsai")).with_file_name("bonsai-rt");
     assert!(
         p.exists(),
         "build the workspace first (cargo build): {} missing",
@@ -15,22 +16,40 @@ fn bonsai_rt() -> std::path::PathBuf {
     p
 }
 
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// JIT (`bonsai run`) and library (`bonsai-rt`) outputs of `model` on `input`.
+fn jit_and_library(model: &Path, lib: &Path, input: &Path, d: &Path) -> (PathBuf, PathBuf) {
+    let (jit, rt) = (d.join("jit.npz"), d.join("rt.npz"));
+    bonsai_ok(&["run", s(model), "--input", s(input), "--output", s(&jit)]);
+    run_ok(
+        Command::new(bonsai_rt())
+            .arg(lib)
+            .arg("--input")
+            .arg(input)
+            .arg("--output")
+            .arg(&rt),
+    );
+    (jit, rt)
+}
+
 #[test]
 fn compiled_library_matches_the_jit_bit_for_bit_from_rust_and_c() {
     let d = tempdir("aot");
     let model = root().join("testdata/models/mnist_cnn_ccexam.onnx");
     let lib = d.join("build");
-    let o = bonsai(&[
+    bonsai_ok(&[
         "compile",
-        model.to_str().unwrap(),
+        s(&model),
         "-o",
-        lib.to_str().unwrap(),
+        s(&lib),
         "--shape",
         "input=1x1x28x28",
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // The runtime links no LLVM.
-    let ldd = Command::new("ldd").arg(bonsai_rt()).output().unwrap();
+    let ldd = run_ok(Command::new("ldd").arg(bonsai_rt()));
     assert!(!String::from_utf8_lossy(&ldd.stdout)
         .to_lowercase()
         .contains("llvm"));
@@ -42,77 +61,38 @@ x = ((row[:784].reshape(1, 1, 28, 28) / 255.0 - 0.1307) / 0.3081).astype(np.floa
 np.savez(sys.argv[2] + "/in.npz", input=x)
 x.tofile(sys.argv[2] + "/in.raw")
 "#;
-    let st = Command::new("python3")
-        .args(["-c", prep])
-        .arg(root().join("testdata/data/mnist_5k.csv.gz"))
-        .arg(&d)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let (jit, rt) = (d.join("jit.npz"), d.join("rt.npz"));
-    let o = bonsai(&[
-        "run",
-        model.to_str().unwrap(),
-        "--input",
-        d.join("in.npz").to_str().unwrap(),
-        "--output",
-        jit.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = Command::new(bonsai_rt())
-        .arg(&lib)
-        .arg("--input")
-        .arg(d.join("in.npz"))
-        .arg("--output")
-        .arg(&rt)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    python_ok(prep, &[&root().join("testdata/data/mnist_5k.csv.gz"), &d]);
+    let (jit, rt) = jit_and_library(&model, &lib, &d.join("in.npz"), &d);
     // The C example, built against model.h and libmodel.so.
     let app = d.join("run_model");
-    let o = Command::new("cc")
-        .arg(root().join("tools/examples/run_model.c"))
-        .arg(format!("-I{}", lib.display()))
-        .arg(format!("-L{}", lib.display()))
-        .arg("-lmodel")
-        .arg(format!("-Wl,-rpath,{}", lib.display()))
-        .arg("-o")
-        .arg(&app)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = Command::new(&app)
-        .arg(d.join("in.raw"))
-        .arg(d.join("c.raw"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    run_ok(
+        Command::new("cc")
+            .arg(root().join("tools/examples/run_model.c"))
+            .arg(format!("-I{}", lib.display()))
+            .arg(format!("-L{}", lib.display()))
+            .arg("-lmodel")
+            .arg(format!("-Wl,-rpath,{}", lib.display()))
+            .arg("-o")
+            .arg(&app),
+    );
+    run_ok(
+        Command::new(&app)
+            .arg(d.join("in.raw"))
+            .arg(d.join("c.raw")),
+    );
     let cmp = r#"
 import sys, numpy as np
 a = np.load(sys.argv[1]); b = np.load(sys.argv[2]); c = np.fromfile(sys.argv[3], np.float32)
 (k,) = a.files
 assert a[k].tobytes() == b[k].tobytes(), "bonsai-rt differs from the JIT"
 assert a[k].reshape(-1).tobytes() == c.tobytes(), "the C example differs from the JIT"
-print("identical", a[k].shape)
 "#;
-    let o = Command::new("python3")
-        .args(["-c", cmp])
-        .arg(&jit)
-        .arg(&rt)
-        .arg(d.join("c.raw"))
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    python_ok(cmp, &[&jit, &rt, &d.join("c.raw")]);
 }
 
 #[test]
 fn sparse_kernels_match_onnxruntime_and_the_library() {
-    // testdata/small/sparse_fc.onnx: a 96%-sparse Gemm, compiled with CSR kernels.
+    // testdata/small/sparse_fc.onnx: a 96%-sparse Gemm; the library gets CSR kernels.
     let d = tempdir("sparse");
     let model = root().join("testdata/small/sparse_fc.onnx");
     let prep = r#"
@@ -121,53 +101,16 @@ x = np.random.default_rng(3).standard_normal((2, 25)).astype(np.float32)
 np.savez(sys.argv[2] + "/in.npz", x=x)
 np.save(sys.argv[2] + "/ort.npy", ort.InferenceSession(sys.argv[1]).run(None, {"x": x})[0])
 "#;
-    let st = Command::new("python3")
-        .args(["-c", prep])
-        .arg(&model)
-        .arg(&d)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let jit = d.join("jit.npz");
-    let o = bonsai(&[
-        "run",
-        model.to_str().unwrap(),
-        "--input",
-        d.join("in.npz").to_str().unwrap(),
-        "--output",
-        jit.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    python_ok(prep, &[&model, &d]);
     let lib = d.join("build");
-    let o = bonsai(&[
-        "compile",
-        model.to_str().unwrap(),
-        "-o",
-        lib.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let rt = d.join("rt.npz");
-    let o = Command::new(bonsai_rt())
-        .arg(&lib)
-        .arg("--input")
-        .arg(d.join("in.npz"))
-        .arg("--output")
-        .arg(&rt)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    bonsai_ok(&["compile", s(&model), "-o", s(&lib), "--sparse-min", "0.9"]);
+    let (jit, rt) = jit_and_library(&model, &lib, &d.join("in.npz"), &d);
+    // The dense JIT and the CSR library must both match onnxruntime.
     let cmp = r#"
 import sys, numpy as np
 a, b, r = np.load(sys.argv[1])["y"], np.load(sys.argv[2])["y"], np.load(sys.argv[3])
 assert np.allclose(a, r, rtol=1e-6, atol=1e-6), (a, r)
 assert np.allclose(b, r, rtol=1e-6, atol=1e-6), (b, r)
 "#;
-    let o = Command::new("python3")
-        .args(["-c", cmp])
-        .arg(&jit)
-        .arg(&rt)
-        .arg(d.join("ort.npy"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    python_ok(cmp, &[&jit, &rt, &d.join("ort.npy")]);
 }

@@ -28,6 +28,34 @@ pub fn bonsai(args: &[&str]) -> Output {
         .expect("spawn bonsai")
 }
 
+/// `bonsai ARGS`, which must succeed (its stderr is the failure message).
+pub fn bonsai_ok(args: &[&str]) -> Output {
+    let o = bonsai(args);
+    assert!(
+        o.status.success(),
+        "bonsai {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// Run `cmd`, which must succeed.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let o = cmd.output().expect("spawn");
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// `python3 -c SCRIPT ARGS...`, which must succeed (numpy / onnxruntime oracles).
+pub fn python_ok(script: &str, args: &[&Path]) -> Output {
+    run_ok(Command::new("python3").arg("-c").arg(script).args(args))
+}
+
 pub fn tempdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("bonsai-it-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
