@@ -57,12 +57,22 @@ def main():
     cal, ev = np.load(a.calib), np.load(a.eval)
     names = [i.name for i in onnx.load(a.model).graph.input if i.name in cal.files]
     tmp = tempfile.mkdtemp()
+    src = a.model
+    m = onnx.load(a.model)
+    opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 13:
+        # Per-channel QDQ needs DequantizeLinear's axis (opset 13): quantize_static writes it
+        # anyway and the result does not load, so upgrade the model first.
+        from onnx import version_converter
+        src = os.path.join(tmp, "opset13.onnx")
+        onnx.save(version_converter.convert_version(m, 13), src)
+        print(f"note: {os.path.basename(a.model)} upgraded from opset {opset} to 13 for per-channel QDQ", file=sys.stderr)
     pre = os.path.join(tmp, "pre.onnx")
     try:
-        quant_pre_process(a.model, pre, skip_symbolic_shape=True)
+        quant_pre_process(src, pre, skip_symbolic_shape=True)
     except Exception as e:  # pre-processing is an optimisation; fall back to the model
         print(f"note: quant_pre_process failed ({e}); quantising the model as is", file=sys.stderr)
-        pre = a.model
+        pre = src
     out = a.out or os.path.join(tmp, "q.onnx")
     quantize_static(
         pre,
