@@ -1,5 +1,6 @@
-//! Code generation: CPU (JIT, and AOT shared libraries); GPU to come.
+//! Code generation: CPU (JIT, and AOT shared libraries) and GPU (PTX for sm_90).
 
 pub mod aot;
 pub mod cpu;
+pub mod gpu;
 pub mod runtime;

@@ -182,6 +182,10 @@ cc app.c -Ibuild/mnist -Lbuild/mnist -lmodel -Wl,-rpath,build/mnist"
         /// start to pay around 0.95, see `bonsai bench --sparse-min`).
         #[arg(long, value_name = "SPARSITY")]
         sparse_min: Option<f64>,
+        /// `cpu`: the shared library; `cuda`: DIR/model.ptx, every kernel as PTX for sm_90
+        /// (one `.entry` per parallel loop nest; the host launcher is not emitted yet).
+        #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"])]
+        target: String,
         #[command(flatten)]
         shapes: ShapeArgs,
     },
@@ -487,10 +491,31 @@ fn real_main(cli: Cli) -> Result<()> {
             model,
             output,
             sparse_min,
+            target,
             shapes,
         } => {
             guard_output(&output, &[&model])?;
             let g = load_bound(&model, &parse_shapes(&shapes.shapes)?)?;
+            if target == "cuda" {
+                let mlir = bonsai::ir::Mlir::new();
+                let mut m = mlir.parse(&bonsai::ir::lower::lower(&g)?)?;
+                let kernels = bonsai::codegen::gpu::ptx(&mlir, &mut m)?;
+                let mut text = String::new();
+                for (name, ptx) in &kernels {
+                    text.push_str(&format!("// ---- bonsai: PTX module {name} ----\n{ptx}\n"));
+                }
+                std::fs::create_dir_all(&output).with_context(|| output.display().to_string())?;
+                let p = output.join("model.ptx");
+                let tmp = p.with_extension("ptx.tmp");
+                std::fs::write(&tmp, text).with_context(|| tmp.display().to_string())?;
+                std::fs::rename(&tmp, &p).with_context(|| p.display().to_string())?;
+                println!(
+                    "wrote {} ({} kernel modules, sm_90)",
+                    p.display(),
+                    kernels.len()
+                );
+                return Ok(());
+            }
             let ins: Vec<(String, bonsai::graph::TensorType)> = g
                 .inputs
                 .iter()
