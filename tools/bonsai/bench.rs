@@ -10,7 +10,19 @@ use bonsai::session::{load_bound, shapes_of, Compiled};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    model: PathBuf,
+    /// The model to time (not needed with --kernels).
+    #[arg(required_unless_present = "kernels")]
+    model: Option<PathBuf>,
+    /// Kernel level instead: one Gemm per shape NxK (batch 1) at each sparsity, dense and CSR
+    /// code next to onnxruntime, in one run (e.g. --kernels 128x3136,10x128).
+    #[arg(long, value_delimiter = ',', value_name = "NxK,..")]
+    kernels: Vec<String>,
+    /// Sparsities for --kernels.
+    #[arg(long, value_delimiter = ',', default_value = "0,0.5,0.7,0.9,0.95")]
+    sparsities: Vec<f64>,
+    /// With --kernels: write an SVG plot of the CSR speed-up over dense against sparsity.
+    #[arg(long)]
+    svg: Option<PathBuf>,
     /// Inputs to time on (np.savez); default: deterministic pseudo-random data.
     #[arg(long)]
     input: Option<PathBuf>,
@@ -32,6 +44,212 @@ pub struct BenchArgs {
     sparse_min: String,
 }
 
+/// onnxruntime's single-thread median latency (tools/scripts/ort_bench.py).
+fn ort_median(
+    script: &str,
+    model: &std::path::Path,
+    npz: &std::path::Path,
+    runs: usize,
+) -> Result<f64> {
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(model)
+        .arg(npz)
+        .arg(runs.to_string())
+        .output()
+        .context("running python3 for onnxruntime (use --no-ort to skip)")?;
+    if !out.status.success() {
+        bail!(
+            "onnxruntime failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("onnxruntime bench output")?;
+    v["median_us"]
+        .as_f64()
+        .context("onnxruntime bench output has no median_us")
+}
+
+/// Median latency of `c` on `inputs` over `runs` runs after 3 warm-ups.
+fn time_us(
+    c: &Compiled,
+    inputs: &std::collections::BTreeMap<String, Tensor>,
+    runs: usize,
+) -> Result<f64> {
+    for _ in 0..3 {
+        c.run_named(inputs)?;
+    }
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        c.run_named(inputs)?;
+        times.push(t0.elapsed().as_secs_f64() * 1e6);
+    }
+    Ok(median(times))
+}
+
+/// `--kernels`: Gemm kernels at several sparsities, dense vs CSR vs onnxruntime.
+fn kernels(a: &BenchArgs) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("bonsai-kbench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let make = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/make_fc.py");
+    let ort_script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ort_bench.py");
+    let mut rows = Vec::new();
+    let result = (|| -> Result<()> {
+        for shape in &a.kernels {
+            let (n, k) = shape
+                .split_once('x')
+                .and_then(|(n, k)| Some((n.parse::<usize>().ok()?, k.parse::<usize>().ok()?)))
+                .with_context(|| format!("option --kernels: '{shape}' is not NxK"))?;
+            for &s in &a.sparsities {
+                if !(0.0..1.0).contains(&s) {
+                    bail!("option --sparsities: {s} is not in [0, 1)");
+                }
+                let path = dir.join(format!("fc_{n}x{k}_{s}.onnx"));
+                let st = Command::new("python3")
+                    .arg(make)
+                    .args([n.to_string(), k.to_string(), s.to_string(), "1".into()])
+                    .arg(&path)
+                    .status()
+                    .context("python3 (numpy, onnx) to write the kernel model")?;
+                if !st.success() {
+                    bail!("{make} failed");
+                }
+                let g = load_bound(&path, &Default::default())?;
+                let inputs = bonsai::compress::EvalData::synthetic(&g, 1).inputs;
+                let dense = Compiled::with_options(
+                    g.clone(),
+                    &bonsai::ir::lower::Options { sparse_min: None },
+                )?;
+                let csr = Compiled::with_options(
+                    g,
+                    &bonsai::ir::lower::Options {
+                        sparse_min: Some(0.0),
+                    },
+                )?;
+                let (td, tc) = (
+                    time_us(&dense, &inputs, a.runs)?,
+                    time_us(&csr, &inputs, a.runs)?,
+                );
+                let ort = if a.no_ort {
+                    None
+                } else {
+                    let npz = dir.join("x.npz");
+                    let named: Vec<(String, Tensor)> =
+                        inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                    bonsai::npz::write(&npz, &named)?;
+                    Some(ort_median(ort_script, &path, &npz, a.runs)?)
+                };
+                rows.push(serde_json::json!({
+                    "shape": format!("{n}x{k}"), "batch": 1, "sparsity": s,
+                    "dense_us": td, "csr_us": tc, "onnxruntime_us": ort,
+                    "csr_speedup_vs_dense": td / tc,
+                    "csr_speedup_vs_onnxruntime": ort.map(|o| o / tc),
+                }));
+            }
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!(
+            "{:<10} {:>8} {:>10} {:>10} {:>12} {:>10} {:>10}",
+            "shape", "sparsity", "dense us", "CSR us", "onnxrt us", "CSR/dense", "CSR/ort"
+        );
+        for r in &rows {
+            let f = |k: &str| {
+                r[k].as_f64()
+                    .map(|v| format!("{v:.1}"))
+                    .unwrap_or("-".into())
+            };
+            let x = |k: &str| {
+                r[k].as_f64()
+                    .map(|v| format!("{v:.2}x"))
+                    .unwrap_or("-".into())
+            };
+            println!(
+                "{:<10} {:>7.0}% {:>10} {:>10} {:>12} {:>10} {:>10}",
+                r["shape"].as_str().unwrap_or(""),
+                100.0 * r["sparsity"].as_f64().unwrap_or(0.0),
+                f("dense_us"),
+                f("csr_us"),
+                f("onnxruntime_us"),
+                x("csr_speedup_vs_dense"),
+                x("csr_speedup_vs_onnxruntime")
+            );
+        }
+        println!(
+            "(batch 1, 1 thread, medians of {} runs; ratios > 1 mean CSR is faster)",
+            a.runs
+        );
+    }
+    if let Some(p) = &a.svg {
+        std::fs::write(p, speedup_svg(&rows)).with_context(|| p.display().to_string())?;
+    }
+    Ok(())
+}
+
+/// Speed-up of CSR over dense against sparsity, one line per shape.
+fn speedup_svg(rows: &[serde_json::Value]) -> String {
+    let (w, h, m) = (640.0, 400.0, 50.0);
+    let hi = rows
+        .iter()
+        .filter_map(|r| r["csr_speedup_vs_dense"].as_f64())
+        .fold(1.0f64, f64::max)
+        .ceil();
+    let x = |s: f64| m + s * (w - 2.0 * m);
+    let y = |v: f64| h - m - v / hi * (h - 2.0 * m);
+    let mut s = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n");
+    s += &format!(
+        "<line x1=\"{m}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n",
+        h - m,
+        w - m,
+        h - m
+    );
+    s += &format!(
+        "<line x1=\"{m}\" y1=\"{m}\" x2=\"{m}\" y2=\"{}\" stroke=\"black\"/>\n",
+        h - m
+    );
+    s += &format!("<line x1=\"{m}\" y1=\"{:.1}\" x2=\"{}\" y2=\"{:.1}\" stroke=\"#999\" stroke-dasharray=\"4\"/>\n", y(1.0), w - m, y(1.0));
+    s += &format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">sparsity</text>\n",
+        w / 2.0,
+        h - 10.0
+    );
+    s += &format!("<text x=\"12\" y=\"{}\" transform=\"rotate(-90 12 {})\" text-anchor=\"middle\">CSR speed-up over dense (x)</text>\n", h / 2.0, h / 2.0);
+    let colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"];
+    let mut shapes: Vec<&str> = rows.iter().filter_map(|r| r["shape"].as_str()).collect();
+    shapes.dedup();
+    for (i, sh) in shapes.iter().enumerate() {
+        let pts: Vec<String> = rows
+            .iter()
+            .filter(|r| r["shape"].as_str() == Some(sh))
+            .map(|r| {
+                format!(
+                    "{:.1},{:.1}",
+                    x(r["sparsity"].as_f64().unwrap_or(0.0)),
+                    y(r["csr_speedup_vs_dense"].as_f64().unwrap_or(0.0))
+                )
+            })
+            .collect();
+        let c = colors[i % colors.len()];
+        s += &format!(
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>\n",
+            pts.join(" ")
+        );
+        s += &format!(
+            "<text x=\"{}\" y=\"{}\" fill=\"{c}\">{sh}</text>\n",
+            m + 10.0,
+            m + 14.0 * (i as f64 + 1.0)
+        );
+    }
+    s + "</svg>\n"
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
     v[v.len() / 2]
@@ -41,6 +259,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if a.runs == 0 {
         bail!("option --runs: must be at least 1");
     }
+    if !a.kernels.is_empty() {
+        return kernels(&a);
+    }
+    let model = a.model.clone().expect("required unless --kernels");
     let mut bind = super::parse_shapes(&a.shapes.shapes)?;
     let given = match &a.input {
         Some(p) => {
@@ -52,7 +274,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
         None => None,
     };
-    let g = load_bound(&a.model, &bind)?;
+    let g = load_bound(&model, &bind)?;
     let inputs = given.unwrap_or_else(|| {
         let batch = g
             .inputs
@@ -100,25 +322,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
             inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         bonsai::npz::write(&npz, &named)?;
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ort_bench.py");
-        let out = Command::new("python3")
-            .arg(script)
-            .arg(&a.model)
-            .arg(&npz)
-            .arg(a.runs.to_string())
-            .output()
-            .context("running python3 for onnxruntime (use --no-ort to skip)")?;
+        let r = ort_median(script, &model, &npz, a.runs);
         let _ = std::fs::remove_dir_all(&dir);
-        if !out.status.success() {
-            bail!(
-                "onnxruntime failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let v: serde_json::Value =
-            serde_json::from_slice(&out.stdout).context("onnxruntime bench output")?;
-        v["median_us"].as_f64()
+        Some(r?)
     };
-    let model = a.model.display().to_string();
+    let model = model.display().to_string();
     if a.json {
         let j = serde_json::json!({
             "model": model,

@@ -114,3 +114,29 @@ assert np.allclose(b, r, rtol=1e-6, atol=1e-6), (b, r)
 "#;
     python_ok(cmp, &[&jit, &rt, &d.join("ort.npy")]);
 }
+
+#[test]
+fn kernel_bench_times_dense_and_csr_in_one_run() {
+    let d = tempdir("kbench");
+    let svg = d.join("k.svg");
+    let o = bonsai_ok(&[
+        "bench",
+        "--kernels",
+        "8x16",
+        "--sparsities",
+        "0,0.9",
+        "--runs",
+        "3",
+        "--no-ort",
+        "--json",
+        "--svg",
+        s(&svg),
+    ]);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert!(r["dense_us"].as_f64().unwrap() > 0.0 && r["csr_us"].as_f64().unwrap() > 0.0);
+        assert!(r["csr_speedup_vs_dense"].as_f64().unwrap() > 0.0);
+    }
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<polyline"));
+}
