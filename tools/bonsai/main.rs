@@ -47,6 +47,9 @@ enum Cmd {
         /// Where to write the outputs, keyed by graph output name. Not written on error.
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Run Gemm weights at least this sparse as CSR kernels (default: all dense).
+        #[arg(long, value_name = "SPARSITY")]
+        sparse_min: Option<f64>,
         #[command(flatten)]
         shapes: ShapeArgs,
     },
@@ -232,13 +235,14 @@ fn real_main(cli: Cli) -> Result<()> {
             model,
             input,
             output,
+            sparse_min,
             shapes,
         } => {
             let inputs = bonsai::npz::read(&input)?;
             let mut bind = shapes_of(&inputs);
             bind.extend(parse_shapes(&shapes.shapes)?);
             let g = load_bound(&model, &bind)?;
-            let c = Compiled::new(g)?;
+            let c = Compiled::with_options(g, &bonsai::ir::lower::Options { sparse_min })?;
             let outs = c.run_named(&inputs)?;
             if let Some(o) = output {
                 guard_output(&o, &[&model, &input])?;
