@@ -201,6 +201,16 @@ cc app.c -Ibuild/mnist -Lbuild/mnist -lmodel -Wl,-rpath,build/mnist"
     Sensitivity(sensitivity::SensitivityArgs),
 }
 
+/// `--sparse-min` must be a fraction.
+fn check_sparse_min(v: Option<f64>) -> Result<Option<f64>> {
+    match v {
+        Some(x) if !(0.0..=1.0).contains(&x) => {
+            bail!("option --sparse-min: {x} is not a fraction in [0, 1]")
+        }
+        v => Ok(v),
+    }
+}
+
 pub fn parse_shapes(args: &[String]) -> Result<HashMap<String, Vec<usize>>> {
     Ok(bonsai::session::parse_shapes(args)?)
 }
@@ -242,6 +252,7 @@ fn real_main(cli: Cli) -> Result<()> {
             let mut bind = shapes_of(&inputs);
             bind.extend(parse_shapes(&shapes.shapes)?);
             let g = load_bound(&model, &bind)?;
+            let sparse_min = check_sparse_min(sparse_min)?;
             let c = Compiled::with_options(g, &bonsai::ir::lower::Options { sparse_min })?;
             let outs = c.run_named(&inputs)?;
             if let Some(o) = output {
@@ -271,6 +282,7 @@ fn real_main(cli: Cli) -> Result<()> {
             sparse_min,
         } => {
             let g = load_bound(&model, &parse_shapes(&shapes.shapes)?)?;
+            let sparse_min = check_sparse_min(sparse_min)?;
             let text =
                 bonsai::ir::lower::lower_with(&g, &bonsai::ir::lower::Options { sparse_min })?;
             let mlir = bonsai::ir::Mlir::new();
@@ -536,7 +548,9 @@ fn real_main(cli: Cli) -> Result<()> {
                 .map(|&o| (g.values[o].name.clone(), g.ty(o).expect("inferred").clone()))
                 .collect();
             let mlir = bonsai::ir::Mlir::new();
-            let opts = bonsai::ir::lower::Options { sparse_min };
+            let opts = bonsai::ir::lower::Options {
+                sparse_min: check_sparse_min(sparse_min)?,
+            };
             let text = bonsai::ir::lower::lower_with(&g, &opts)?;
             let sparse = bonsai::ir::lower::uses_sparse(&text);
             let mut m = mlir.parse(&text)?;
