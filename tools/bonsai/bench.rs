@@ -203,17 +203,7 @@ fn speedup_svg(rows: &[serde_json::Value]) -> String {
         .ceil();
     let x = |s: f64| m + s * (w - 2.0 * m);
     let y = |v: f64| h - m - v / hi * (h - 2.0 * m);
-    let mut s = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n");
-    s += &format!(
-        "<line x1=\"{m}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n",
-        h - m,
-        w - m,
-        h - m
-    );
-    s += &format!(
-        "<line x1=\"{m}\" y1=\"{m}\" x2=\"{m}\" y2=\"{}\" stroke=\"black\"/>\n",
-        h - m
-    );
+    let mut s = super::plot::frame(w, h, m);
     s += &format!("<line x1=\"{m}\" y1=\"{:.1}\" x2=\"{}\" y2=\"{:.1}\" stroke=\"#999\" stroke-dasharray=\"4\"/>\n", y(1.0), w - m, y(1.0));
     s += &format!(
         "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">sparsity</text>\n",
@@ -221,7 +211,7 @@ fn speedup_svg(rows: &[serde_json::Value]) -> String {
         h - 10.0
     );
     s += &format!("<text x=\"12\" y=\"{}\" transform=\"rotate(-90 12 {})\" text-anchor=\"middle\">CSR speed-up over dense (x)</text>\n", h / 2.0, h / 2.0);
-    let colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"];
+    let colors = super::plot::COLORS;
     let mut shapes: Vec<&str> = rows.iter().filter_map(|r| r["shape"].as_str()).collect();
     shapes.dedup();
     for (i, sh) in shapes.iter().enumerate() {

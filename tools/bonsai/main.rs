@@ -2,6 +2,7 @@
 
 mod bench;
 mod conformance;
+mod plot;
 mod recipe;
 mod sensitivity;
 

@@ -187,22 +187,8 @@ fn svg(table: &[Vec<Candidate>]) -> String {
         .max(lo + 1.0);
     let x = |s: f64| m + s * (w - 2.0 * m);
     let y = |e: f64| h - m - (e.max(1e-12).log10() - lo) / (hi - lo) * (h - 2.0 * m);
-    let colors = [
-        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-        "#bcbd22", "#17becf",
-    ];
-    let mut s = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n");
-    s += &format!("<rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n");
-    s += &format!(
-        "<line x1=\"{m}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n",
-        h - m,
-        w - m,
-        h - m
-    );
-    s += &format!(
-        "<line x1=\"{m}\" y1=\"{m}\" x2=\"{m}\" y2=\"{}\" stroke=\"black\"/>\n",
-        h - m
-    );
+    let colors = super::plot::COLORS;
+    let mut s = super::plot::frame(w, h, m);
     for i in 0..=10 {
         let sx = i as f64 / 10.0;
         s += &format!(
