@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job on a real model: set up, build, compile the suite's MNIST CNN to native code,
-# run it on 1000 real digits, report accuracy against onnxruntime, then benchmark.
+# The main job on a real model: set up, build, compress the suite's MNIST CNN (Deep
+# Compression recipe, verified on held-out digits, report), compare with onnxruntime's own
+# quantiser, compile to native code, run 1000 real digits against onnxruntime, benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
@@ -9,6 +10,12 @@ BONSAI=target/release/bonsai
 MODEL=testdata/models/mnist_cnn_ccexam.onnx
 OUT=target/demo
 mkdir -p "$OUT"
+python3 tools/scripts/make_data.py mnist "$OUT/data"
+echo "== bonsai compress $MODEL (tools/recipes/deep-compression.toml; calibrate on 256 digits, verify on 4744 others)"
+$BONSAI compress "$MODEL" -o "$OUT/mnist_small.onnx" --recipe tools/recipes/deep-compression.toml \
+    --calib "$OUT/data/calib.npz" --eval "$OUT/data/eval.npz" --report "$OUT/report.json"
+echo "== onnxruntime.quantization.quantize_static on the same data, for comparison"
+python3 tools/scripts/ort_quantize.py "$MODEL" "$OUT/data/calib.npz" "$OUT/data/eval.npz" 2>/dev/null
 python3 tools/scripts/mnist_report.py inputs "$OUT" 1000
 echo "== bonsai run $MODEL (1000 digits, batch 1000)"
 $BONSAI run "$MODEL" --input "$OUT/mnist.npz" --output "$OUT/bonsai_out.npz" >/dev/null
