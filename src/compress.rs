@@ -60,11 +60,24 @@ pub fn apply(g: &Graph, pm: &PassManager) -> Result<Compressed> {
                 pass: "prune-channels".into(),
                 msg: format!("layer '{}' has no structured-pruning plan", w.layer),
             })?;
-            out.cuts.push(Cut {
-                layer: w.layer.clone(),
-                plan,
-                removed,
-            });
+            // One cut per group: residual partners share the plan and must share the channels.
+            match out.cuts.iter().find(|c| c.plan.members == plan.members) {
+                Some(c) if c.removed != removed => {
+                    return Err(Error::Pass {
+                        pass: "prune-channels".into(),
+                        msg: format!(
+                            "layer '{}' removed other channels than its group partner '{}'",
+                            w.layer, c.layer
+                        ),
+                    })
+                }
+                Some(_) => {}
+                None => out.cuts.push(Cut {
+                    layer: w.layer.clone(),
+                    plan,
+                    removed,
+                }),
+            }
         }
         out.weights.push(EncodedWeight {
             name: w.name.clone(),
@@ -186,7 +199,8 @@ impl EvalData {
             .map(|i| {
                 let ty = g.ty(i.value).expect("bound");
                 let mut shape = ty.shape.clone();
-                if !shape.is_empty() {
+                // A symbolic batch takes `samples`; a fixed one stays as declared.
+                if matches!(i.dims.first(), Some(crate::graph::Dim::Sym(_))) {
                     shape[0] = samples;
                 }
                 let n: usize = shape.iter().product();

@@ -60,3 +60,20 @@ save("sparse_fc",
      [h.make_tensor_value_info("x", T.FLOAT, [2, 25])],
      [h.make_tensor_value_info("y", T.FLOAT, [2, 4])],
      [nh.from_array(sw, "sw"), nh.from_array(np.array([0.5, 0, -1, 0], np.float32), "sb")])
+
+# A residual block: Conv a -> Relu -> Conv b, Add(relu(a), b) -> Relu -> Conv c -> pool.
+# Structured pruning must remove the same channels from a and b (residual partners).
+save("residual_cnn",
+     [h.make_node("Conv", ["x", "wa", "ba"], ["a"], pads=[1, 1, 1, 1]),
+      h.make_node("Relu", ["a"], ["ra"]),
+      h.make_node("Conv", ["ra", "wb", "bb"], ["b"], pads=[1, 1, 1, 1]),
+      h.make_node("Add", ["ra", "b"], ["s"]),
+      h.make_node("Relu", ["s"], ["rs"]),
+      h.make_node("Conv", ["rs", "wc"], ["c"]),
+      h.make_node("GlobalAveragePool", ["c"], ["p"]),
+      h.make_node("Flatten", ["p"], ["y"])],
+     [h.make_tensor_value_info("x", T.FLOAT, [1, 2, 6, 6])],
+     [h.make_tensor_value_info("y", T.FLOAT, [1, 3])],
+     [nh.from_array(f32(6, 2, 3, 3), "wa"), nh.from_array(f32(6), "ba"),
+      nh.from_array(f32(6, 6, 3, 3), "wb"), nh.from_array(f32(6), "bb"),
+      nh.from_array(f32(3, 6, 1, 1), "wc")])

@@ -17,7 +17,9 @@ use bonsai::pass::{Options, Pass, PassContext};
 use bonsai::{Error, Result};
 use melior::ir::Module;
 
-use crate::common::{fraction, list, row_view, select, smallest, write_rows};
+use bonsai::ir::weights::Weight;
+
+use crate::common::{fraction, list, row_view, select, smallest, write_rows, RowView};
 
 pub struct PruneChannels {
     sparsity: f64,
@@ -77,66 +79,61 @@ impl Pass for PruneChannels {
     }
 
     fn run(&self, cx: &PassContext, module: &mut Module) -> Result<()> {
-        for w in select(module, &self.exclude)? {
-            if !w.has_tag("bonsai.channels_prunable") {
+        // Layers of one group (residual partners) remove the same channels; a group with an
+        // excluded member is left alone.
+        let all = bonsai::ir::weights::weights(module);
+        let chosen = select(module, &self.exclude)?;
+        let mut groups: std::collections::BTreeMap<String, Vec<Weight>> = Default::default();
+        for w in chosen.into_iter().filter(|w| w.has_tag("bonsai.channels_prunable")) {
+            let g = w.channel_group().unwrap_or_else(|| w.layer.clone());
+            groups.entry(g).or_default().push(w);
+        }
+        for (group, members) in groups {
+            let size = all.iter().filter(|w| w.channel_group().as_deref() == Some(&group)).count();
+            if members.len() < size {
                 continue;
             }
-            let mut view = row_view(&w)?;
-            let (rows, k) = (view.rows, view.cols);
-            let scores: Vec<f32> = match self.criterion {
-                Criterion::L1 => (0..rows)
-                    .map(|r| view.v[r * k..(r + 1) * k].iter().map(|x| x.abs()).sum::<f64>() as f32)
-                    .collect(),
-                Criterion::L2 => (0..rows)
-                    .map(|r| view.v[r * k..(r + 1) * k].iter().map(|x| x * x).sum::<f64>().sqrt() as f32)
-                    .collect(),
-                Criterion::ActVariance => {
-                    let c = cx.calib_for(self.name(), &w.name)?;
-                    if c.groups != 1 || c.k != k {
-                        return Err(Error::Pass {
-                            pass: self.name().into(),
-                            msg: format!("layer '{}': calibration does not match its weight", w.layer),
-                        });
-                    }
-                    let n = c.rows.max(1) as f64;
-                    let mu = c.mean(0);
-                    (0..rows)
-                        .map(|r| {
-                            let wr = &view.v[r * k..(r + 1) * k];
-                            let mut q = 0.0;
-                            for i in 0..k {
-                                let hi = &c.gram[0][i * k..(i + 1) * k];
-                                q += wr[i] * hi.iter().zip(wr).map(|(h, x)| h * x).sum::<f64>();
-                            }
-                            let m: f64 = wr.iter().zip(&mu).map(|(a, b)| a * b).sum();
-                            (q / n - m * m).max(0.0) as f32
-                        })
-                        .collect()
-                }
-            };
-            let remove = ((self.sparsity * rows as f64).floor() as usize).min(rows - 1);
-            let mut gone = smallest(&scores, remove);
-            gone.sort_unstable();
-            for &r in &gone {
-                view.v[r * k..(r + 1) * k].iter_mut().for_each(|x| *x = 0.0);
+            let mut views = members.iter().map(row_view).collect::<Result<Vec<_>>>()?;
+            let rows = views[0].rows;
+            if views.iter().any(|v| v.rows != rows) {
+                continue;
             }
-            write_rows(&w, &view)?;
-            if let Some(b) = bonsai::ir::weights::bias_of(module, &w.name) {
-                let mut bv = b.read()?.to_f64_vec();
-                if bv.len() == rows {
-                    for &r in &gone {
-                        bv[r] = 0.0;
+            // Each member's scores scaled to mean 1, summed over the group.
+            let mut total = vec![0.0f64; rows];
+            for (w, view) in members.iter().zip(&views) {
+                let sc = self.scores(cx, w, view)?;
+                let mean = sc.iter().sum::<f64>() / rows as f64;
+                for (t, x) in total.iter_mut().zip(&sc) {
+                    *t += if mean > 0.0 { x / mean } else { 0.0 };
+                }
+            }
+            let total: Vec<f32> = total.iter().map(|&x| x as f32).collect();
+            let remove = ((self.sparsity * rows as f64).floor() as usize).min(rows - 1);
+            let mut gone = smallest(&total, remove);
+            gone.sort_unstable();
+            for (w, view) in members.iter().zip(views.iter_mut()) {
+                let k = view.cols;
+                for &r in &gone {
+                    view.v[r * k..(r + 1) * k].iter_mut().for_each(|x| *x = 0.0);
+                }
+                write_rows(w, view)?;
+                if let Some(b) = bonsai::ir::weights::bias_of(module, &w.name) {
+                    let mut bv = b.read()?.to_f64_vec();
+                    if bv.len() == rows {
+                        for &r in &gone {
+                            bv[r] = 0.0;
+                        }
+                        b.write(&Tensor::new(
+                            b.shape.clone(),
+                            Data::F32(bv.iter().map(|&x| x as f32).collect()),
+                        ))?;
                     }
-                    b.write(&Tensor::new(
-                        b.shape.clone(),
-                        Data::F32(bv.iter().map(|&x| x as f32).collect()),
-                    ))?;
                 }
             }
             if self.compensate.unwrap_or(cx.calib.is_some()) && !gone.is_empty() {
                 for c in bonsai::ir::weights::weights(module) {
                     match c.channels_of() {
-                        Some((layer, block)) if layer == w.layer => {
+                        Some((of, block)) if of == group => {
                             let calib = cx.calib_for(self.name(), &c.name)?;
                             refit(&c, calib, &gone, block, self.damp)?;
                         }
@@ -145,16 +142,53 @@ impl Pass for PruneChannels {
                 }
             }
             let list: Vec<String> = gone.iter().map(|r| r.to_string()).collect();
-            w.set_tag(
-                "bonsai.pruned_channels",
-                &if list.is_empty() {
-                    "dense<> : tensor<0xi64>".to_string()
-                } else {
-                    format!("dense<[{}]> : tensor<{}xi64>", list.join(", "), list.len())
-                },
-            )?;
+            let tag = if list.is_empty() {
+                "dense<> : tensor<0xi64>".to_string()
+            } else {
+                format!("dense<[{}]> : tensor<{}xi64>", list.join(", "), list.len())
+            };
+            for w in &members {
+                w.set_tag("bonsai.pruned_channels", &tag)?;
+            }
         }
         Ok(())
+    }
+}
+
+impl PruneChannels {
+    /// Per-output-channel importance of one weight under the criterion.
+    fn scores(&self, cx: &PassContext, w: &Weight, view: &RowView) -> Result<Vec<f64>> {
+        let (rows, k) = (view.rows, view.cols);
+        let row = |r: usize| &view.v[r * k..(r + 1) * k];
+        Ok(match self.criterion {
+            Criterion::L1 => (0..rows).map(|r| row(r).iter().map(|x| x.abs()).sum()).collect(),
+            Criterion::L2 => (0..rows)
+                .map(|r| row(r).iter().map(|x| x * x).sum::<f64>().sqrt())
+                .collect(),
+            Criterion::ActVariance => {
+                let c = cx.calib_for(self.name(), &w.name)?;
+                if c.groups != 1 || c.k != k {
+                    return Err(Error::Pass {
+                        pass: self.name().into(),
+                        msg: format!("layer '{}': calibration does not match its weight", w.layer),
+                    });
+                }
+                let n = c.rows.max(1) as f64;
+                let mu = c.mean(0);
+                (0..rows)
+                    .map(|r| {
+                        let wr = row(r);
+                        let mut q = 0.0;
+                        for i in 0..k {
+                            let hi = &c.gram[0][i * k..(i + 1) * k];
+                            q += wr[i] * hi.iter().zip(wr).map(|(h, x)| h * x).sum::<f64>();
+                        }
+                        let m: f64 = wr.iter().zip(&mu).map(|(a, b)| a * b).sum();
+                        (q / n - m * m).max(0.0)
+                    })
+                    .collect()
+            }
+        })
     }
 }
 

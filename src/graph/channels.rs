@@ -3,9 +3,10 @@
 //!
 //! From the layer's output the walk follows channel-preserving ops (activations, pools,
 //! BatchNormalization, depthwise convolutions) to the layers that consume the channels
-//! (Conv input channels, or Gemm/MatMul rows after Flatten). A layer whose channels reach
-//! anything else (a graph output, Add, Concat, Reshape, ...) has no plan: removing its
-//! channels would need partners kept in step, which this first version does not do.
+//! (Conv input channels, or Gemm/MatMul rows after Flatten). An Add of two activations
+//! couples the layers that produce its two sides (a residual connection): they form one
+//! group that must remove the same channels, and the walk goes on past the Add. A layer whose
+//! channels reach anything else (a graph output, Concat, Reshape, ...) has no plan.
 
 use std::collections::HashMap;
 
@@ -33,6 +34,11 @@ pub struct Plan {
     /// (kernel size for a Conv, spatial size after Flatten, 1 for a Gemm): their remaining
     /// inputs can be refitted to make up for the removed ones.
     pub consumers: Vec<(String, usize)>,
+    /// The layers that must remove the same channels (residual partners), sorted; the first
+    /// names the group. Just the layer itself when it has none.
+    pub members: Vec<String>,
+    /// Partner layers found by this walk (merged into `members` by `plans`).
+    coupled: Vec<String>,
 }
 
 const PASS_THROUGH: &[&str] = &[
@@ -60,6 +66,7 @@ pub fn plans(g: &Graph) -> HashMap<String, Plan> {
         }
     }
     let mut out = HashMap::new();
+    let mut failed = Vec::new();
     for ix in g.nodes.node_indices() {
         let n = &g.nodes[ix];
         let Some(Some(w)) = n.inputs.get(1) else {
@@ -102,9 +109,111 @@ pub fn plans(g: &Graph) -> HashMap<String, Plan> {
         }
         if walk(g, &users, n.outputs[0], channels, &mut plan) {
             out.insert(n.name.clone(), plan);
+        } else {
+            failed.push(n.name.clone());
+        }
+    }
+    group(out, &failed)
+}
+
+/// Merge residual partners into groups: one plan per group (the union of the members'
+/// slices), given to every member; a group with a member that cannot be rewritten, or whose
+/// members disagree on the channel count, is dropped.
+fn group(single: HashMap<String, Plan>, failed: &[String]) -> HashMap<String, Plan> {
+    let mut names: Vec<String> = single.keys().cloned().collect();
+    names.sort();
+    // Union-find over layer names.
+    let mut parent: HashMap<String, String> =
+        names.iter().map(|n| (n.clone(), n.clone())).collect();
+    fn find(p: &mut HashMap<String, String>, x: &str) -> String {
+        let mut r = x.to_string();
+        while let Some(q) = p.get(&r).filter(|q| **q != r).cloned() {
+            r = q;
+        }
+        p.insert(x.to_string(), r.clone());
+        r
+    }
+    let mut bad: std::collections::HashSet<String> = failed.iter().cloned().collect();
+    for n in &names {
+        for c in &single[n].coupled {
+            if !single.contains_key(c) {
+                bad.insert(n.clone());
+                bad.insert(c.clone());
+                parent.entry(c.clone()).or_insert_with(|| c.clone());
+            }
+            let (a, b) = (find(&mut parent, n), find(&mut parent, c));
+            if a != b {
+                let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+                parent.insert(hi, lo);
+            }
+        }
+    }
+    let mut groups: HashMap<String, Vec<String>> = HashMap::new();
+    for n in &names {
+        let r = find(&mut parent, n);
+        groups.entry(r).or_default().push(n.clone());
+    }
+    let bad_roots: std::collections::HashSet<String> =
+        bad.iter().map(|b| find(&mut parent, b)).collect();
+    let mut out = HashMap::new();
+    for (root, mut members) in groups {
+        members.sort();
+        let first = &single[&members[0]];
+        if bad_roots.contains(&root) || members.iter().any(|m| single[m].channels != first.channels)
+        {
+            continue;
+        }
+        let mut plan = Plan {
+            channels: first.channels,
+            members: members.clone(),
+            ..Plan::default()
+        };
+        for m in &members {
+            let p = &single[m];
+            for sl in &p.slices {
+                if !plan.slices.contains(sl) {
+                    plan.slices.push(sl.clone());
+                }
+            }
+            for gname in &p.groups {
+                if !plan.groups.contains(gname) {
+                    plan.groups.push(gname.clone());
+                }
+            }
+            for c in &p.consumers {
+                if !plan.consumers.contains(c) {
+                    plan.consumers.push(c.clone());
+                }
+            }
+        }
+        for m in &members {
+            out.insert(m.clone(), plan.clone());
         }
     }
     out
+}
+
+/// The layer producing value `v` through channel-preserving ops (activations, pools,
+/// BatchNormalization), if it is a Conv (group 1) or Gemm with a constant weight.
+fn producer_layer(g: &Graph, mut v: ValueId) -> Option<String> {
+    loop {
+        let p = g.values[v].producer?;
+        let n = &g.nodes[p];
+        match n.op.as_str() {
+            op if PASS_THROUGH.contains(&op) || op == "BatchNormalization" => {
+                v = n.inputs.first().copied().flatten()?;
+            }
+            "Conv" if n.attrs.int_or("group", 1) == 1 => {
+                g.konst(n.inputs.get(1).copied().flatten()?)?;
+                return Some(n.name.clone());
+            }
+            "Gemm" => {
+                g.konst(n.inputs.get(1).copied().flatten()?)?;
+                return Some(n.name.clone());
+            }
+            _ => return None,
+        }
+    }
 }
 
 /// Follow value `v` (channels on axis 1) to its consumers; false if one is not rewritable.
@@ -130,6 +239,24 @@ fn walk(
     };
     for &(ix, pos) in us {
         let n = &g.nodes[ix];
+        if n.op == "Add" && n.inputs.len() == 2 {
+            // A residual join: both sides must be activations of the same shape, and the layer
+            // producing the other side removes the same channels.
+            let other = n.inputs[1 - pos].expect("binary");
+            if g.konst(other).is_some() || g.ty(other) != g.ty(v) {
+                return false;
+            }
+            let Some(p) = producer_layer(g, other) else {
+                return false;
+            };
+            if !plan.coupled.contains(&p) {
+                plan.coupled.push(p);
+            }
+            if !walk(g, users, n.outputs[0], channels, plan) {
+                return false;
+            }
+            continue;
+        }
         if pos != 0 {
             return false; // the channels are a weight or parameter of something
         }

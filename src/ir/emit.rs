@@ -3,7 +3,7 @@
 //! Lowering writes MLIR text that melior then parses and verifies. Text keeps each op's
 //! lowering short and readable, and the golden tests read the same form.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use crate::graph::{DType, Data, Graph, Tensor, TensorType, ValueId};
@@ -73,8 +73,9 @@ pub struct Emitter<'g> {
     next: usize,
     ssa: HashMap<ValueId, String>,
     pub resources: Vec<(String, Vec<u8>)>,
-    /// Layers whose output channels can be removed (structured pruning), by node name.
-    prunable: std::collections::HashSet<String>,
+    /// Layers whose output channels can be removed (structured pruning), by node name, with
+    /// the name of their group (residual partners remove the same channels).
+    prunable: HashMap<String, String>,
     /// Weights reading such a layer's channels directly: weight -> (layer, block).
     channel_consumers: HashMap<String, (String, usize)>,
     /// See `lower::Options::sparse_min`.
@@ -93,9 +94,9 @@ impl<'g> Emitter<'g> {
     pub fn new(g: &'g Graph) -> Emitter<'g> {
         let plans = crate::graph::channels::plans(g);
         let mut channel_consumers = HashMap::new();
-        for (layer, p) in &plans {
+        for p in plans.values() {
             for (w, block) in &p.consumers {
-                channel_consumers.insert(w.clone(), (layer.clone(), *block));
+                channel_consumers.insert(w.clone(), (p.members[0].clone(), *block));
             }
         }
         let e = Emitter {
@@ -104,12 +105,15 @@ impl<'g> Emitter<'g> {
             next: 0,
             ssa: HashMap::new(),
             resources: Vec::new(),
-            prunable: HashSet::new(),
+            prunable: HashMap::new(),
             channel_consumers: HashMap::new(),
             sparse_min: None,
         };
         Emitter {
-            prunable: plans.into_keys().collect(),
+            prunable: plans
+                .into_iter()
+                .map(|(l, p)| (l, p.members[0].clone()))
+                .collect(),
             channel_consumers,
             sparse_min: None,
             ..e
@@ -239,9 +243,13 @@ impl<'g> Emitter<'g> {
             tag.out_dim,
             tag.transposed
         );
-        if self.prunable.contains(&tag.layer) {
-            // Whole output channels can go: every consumer can be rewritten to match.
-            attrs.push_str(", bonsai.channels_prunable");
+        if let Some(group) = self.prunable.get(&tag.layer) {
+            // Whole output channels can go: every consumer can be rewritten to match, and
+            // every layer of the group removes the same ones.
+            attrs.push_str(&format!(
+                ", bonsai.channels_prunable, bonsai.channel_group = \"{}\"",
+                escape(group)
+            ));
         }
         if let Some((layer, block)) = self.channel_consumers.get(name) {
             attrs.push_str(&format!(

@@ -416,6 +416,12 @@ impl Weight {
         }
     }
 
+    /// The structured-pruning group of a prunable weight (`bonsai.channel_group`).
+    pub fn channel_group(&self) -> Option<String> {
+        // SAFETY: live op.
+        unsafe { attr(self.op, "bonsai.channel_group").map(|a| string(mlirStringAttrGetValue(a))) }
+    }
+
     /// Output channels `prune-channels` removed (`bonsai.pruned_channels`), ascending.
     pub fn pruned_channels(&self) -> Vec<usize> {
         // SAFETY: live op.

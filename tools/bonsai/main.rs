@@ -418,7 +418,7 @@ fn real_main(cli: Cli) -> Result<()> {
             }
             print!("{}", bonsai::report::table(&r));
             if data.synthetic {
-                println!("note: verified on 8 pseudo-random samples only; give --eval DATA.npz for a real fidelity figure");
+                println!("note: verified on pseudo-random inputs only; give --eval DATA.npz for a real fidelity figure");
             }
             if let Some(p) = report {
                 std::fs::write(&p, serde_json::to_string_pretty(&r)?)

@@ -396,3 +396,37 @@ fn gradual_schedule_reaches_the_target_and_verifies_against_the_original() {
         "{out}"
     );
 }
+
+#[test]
+fn channel_pruning_keeps_residual_partners_in_step() {
+    // testdata/small/residual_cnn.onnx: Add(relu(conv a), conv b). a and b must lose the same
+    // channels, b and c their matching inputs; onnxruntime must accept the result.
+    let d = tempdir("residual");
+    let out = d.join("r.onnx");
+    let o = bonsai(&[
+        "compress",
+        "testdata/small/residual_cnn.onnx",
+        "-o",
+        out.to_str().unwrap(),
+        "--passes",
+        "prune-channels{sparsity=0.5}",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let check = r#"
+import sys, numpy as np, onnx, onnxruntime as ort
+m = onnx.load(sys.argv[1])
+dims = {i.name: list(i.dims) for i in m.graph.initializer}
+assert dims["wa"] == [3, 2, 3, 3] and dims["ba"] == [3], dims
+assert dims["wb"] == [3, 3, 3, 3] and dims["bb"] == [3], dims
+assert dims["wc"] == [3, 3, 1, 1], dims
+y = ort.InferenceSession(sys.argv[1]).run(None, {"x": np.ones((1, 2, 6, 6), np.float32)})[0]
+assert y.shape == (1, 3)
+"#;
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(check)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
