@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use super::{bonsai, root, tempdir};
+use super::{bonsai, bonsai_ok, python_ok, root, tempdir};
 
 /// `dir/calib.npz` with the first `calib` mnist_5k digits, `dir/eval.npz` with the rest of the
 /// first `total` (and their labels).
@@ -403,7 +403,7 @@ fn channel_pruning_keeps_residual_partners_in_step() {
     // channels, b and c their matching inputs; onnxruntime must accept the result.
     let d = tempdir("residual");
     let out = d.join("r.onnx");
-    let o = bonsai(&[
+    bonsai_ok(&[
         "compress",
         "testdata/small/residual_cnn.onnx",
         "-o",
@@ -411,7 +411,6 @@ fn channel_pruning_keeps_residual_partners_in_step() {
         "--passes",
         "prune-channels{sparsity=0.5}",
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let check = r#"
 import sys, numpy as np, onnx, onnxruntime as ort
 m = onnx.load(sys.argv[1])
@@ -422,11 +421,5 @@ assert dims["wc"] == [3, 3, 1, 1], dims
 y = ort.InferenceSession(sys.argv[1]).run(None, {"x": np.ones((1, 2, 6, 6), np.float32)})[0]
 assert y.shape == (1, 3)
 "#;
-    let o = Command::new("python3")
-        .arg("-c")
-        .arg(check)
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    python_ok(check, &[&out]);
 }
