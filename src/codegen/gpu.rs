@@ -9,6 +9,7 @@ use melior::ir::Module;
 use mlir_sys::*;
 
 use crate::error::{Error, Result};
+use crate::ir::capi::{ops_named, sref, string};
 use crate::ir::Mlir;
 use crate::pass::run_upstream;
 
@@ -23,48 +24,12 @@ func.func(convert-parallel-loops-to-gpu),\
 gpu-kernel-outlining,\
 gpu-lower-to-nvvm-pipeline{cubin-chip=sm_90 cubin-features=+ptx80 cubin-format=isa})";
 
-fn string(r: MlirStringRef) -> String {
-    if r.data.is_null() {
-        return String::new();
-    }
-    // SAFETY: MLIR string refs point at `length` valid bytes.
-    let b = unsafe { std::slice::from_raw_parts(r.data as *const u8, r.length) };
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn sref(s: &str) -> MlirStringRef {
-    MlirStringRef {
-        data: s.as_ptr() as *const _,
-        length: s.len(),
-    }
-}
-
-/// Every op named `name` below `op`.
-unsafe fn collect(op: MlirOperation, name: &str, out: &mut Vec<MlirOperation>) {
-    unsafe {
-        if string(mlirIdentifierStr(mlirOperationGetName(op))) == name {
-            out.push(op);
-        }
-        for r in 0..mlirOperationGetNumRegions(op) {
-            let mut block = mlirRegionGetFirstBlock(mlirOperationGetRegion(op, r));
-            while !block.ptr.is_null() {
-                let mut o = mlirBlockGetFirstOperation(block);
-                while !o.ptr.is_null() {
-                    collect(o, name, out);
-                    o = mlirOperationGetNextInBlock(o);
-                }
-                block = mlirBlockGetNextInRegion(block);
-            }
-        }
-    }
-}
-
 /// Lower `module` (in place) and return each kernel module's PTX as (name, text), in order.
 pub fn ptx(mlir: &Mlir, module: &mut Module) -> Result<Vec<(String, String)>> {
     run_upstream(mlir, module, TO_PTX)?;
     let mut bins = Vec::new();
     // SAFETY: walking a live module; attributes are read while it lives.
-    unsafe { collect(module.as_operation().to_raw(), "gpu.binary", &mut bins) };
+    unsafe { ops_named(module.as_operation().to_raw(), "gpu.binary", &mut bins) };
     let mut out = Vec::new();
     for b in bins {
         // SAFETY: `b` is a live gpu.binary op.

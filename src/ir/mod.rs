@@ -1,5 +1,6 @@
 //! MLIR side of the core: context set-up, lowering from the graph, parsing and verification.
 
+pub mod capi;
 pub mod emit;
 pub mod lower;
 pub mod weights;

@@ -10,6 +10,7 @@ use std::ffi::c_void;
 use melior::ir::Module;
 use mlir_sys::*;
 
+use super::capi::{attr, ops_named, sref, string};
 use crate::encoding::{Codebook, Encoding, Quant};
 use crate::error::{Error, Result};
 use crate::graph::{tensor::numel, Tensor};
@@ -30,47 +31,13 @@ pub struct Weight {
     pub shape: Vec<usize>,
 }
 
-fn sref(s: &str) -> MlirStringRef {
-    MlirStringRef {
-        data: s.as_ptr() as *const _,
-        length: s.len(),
-    }
-}
-
-fn string(r: MlirStringRef) -> String {
-    if r.data.is_null() {
-        return String::new();
-    }
-    // SAFETY: MLIR string refs point at `length` valid bytes.
-    let b = unsafe { std::slice::from_raw_parts(r.data as *const u8, r.length) };
-    String::from_utf8_lossy(b).into_owned()
-}
-
-unsafe fn attr(op: MlirOperation, name: &str) -> Option<MlirAttribute> {
-    // SAFETY: op is a live operation of the module being walked.
-    let a = unsafe { mlirOperationGetAttributeByName(op, sref(name)) };
-    (!a.ptr.is_null()).then_some(a)
-}
-
+/// Constants carrying the tag `key`.
 unsafe fn walk(op: MlirOperation, key: &str, out: &mut Vec<MlirOperation>) {
+    let mut all = Vec::new();
+    // SAFETY: the caller walks a live module.
     unsafe {
-        if string(mlirIdentifierStr(mlirOperationGetName(op))) == "arith.constant"
-            && attr(op, key).is_some()
-        {
-            out.push(op);
-        }
-        for r in 0..mlirOperationGetNumRegions(op) {
-            let region = mlirOperationGetRegion(op, r);
-            let mut block = mlirRegionGetFirstBlock(region);
-            while !block.ptr.is_null() {
-                let mut o = mlirBlockGetFirstOperation(block);
-                while !o.ptr.is_null() {
-                    walk(o, key, out);
-                    o = mlirOperationGetNextInBlock(o);
-                }
-                block = mlirBlockGetNextInRegion(block);
-            }
-        }
+        ops_named(op, "arith.constant", &mut all);
+        out.extend(all.into_iter().filter(|&o| attr(o, key).is_some()));
     }
 }
 

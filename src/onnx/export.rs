@@ -76,6 +76,7 @@ pub fn write_atomic(out: &Path, bytes: &[u8]) -> Result<()> {
 
 /// A weight to write in compressed form: its final values in the ONNX layout, which axis is
 /// the output channel, and the encoding a pass attached.
+#[derive(Clone)]
 pub struct EncodedWeight {
     pub name: String,
     pub value: Tensor,
@@ -299,16 +300,7 @@ pub fn write_compressed(
     let weights = if cuts.is_empty() {
         weights
     } else {
-        weights_cut = weights
-            .iter()
-            .map(|w| EncodedWeight {
-                name: w.name.clone(),
-                value: w.value.clone(),
-                out_dim: w.out_dim,
-                encoding: w.encoding.clone(),
-                act: w.act,
-            })
-            .collect();
+        weights_cut = weights.to_vec();
         let rest = apply_cuts(cuts, &mut weights_cut, &mut all);
         // Other tensors to shrink (BatchNorm parameters...): read from the model.
         let g = m.graph.as_ref().ok_or_else(|| Error::Decode {
