@@ -177,7 +177,7 @@ pub fn compile_library(
     outs: &[(String, TensorType)],
     dir: &Path,
 ) -> Result<Artifacts> {
-    run_upstream(mlir, module, super::cpu::pipeline_for(sparse))?;
+    run_upstream(mlir, module, &super::cpu::pipeline_for(sparse))?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let engine = ExecutionEngine::new(module, 3, &[], true, true);
     // SAFETY: the symbol has the C signature the generated code expects.

@@ -48,11 +48,16 @@ pub const SPARSE_LOWER_TO_LLVM: &str = concat!(
 );
 
 /// The lowering pipeline a module needs (`sparse`: it has `#sparse_tensor` weights).
-pub fn pipeline_for(sparse: bool) -> &'static str {
+pub fn pipeline_for(sparse: bool) -> String {
+    if let Ok(o) = std::env::var("BONSAI_EXP_SPARSIFIER") {
+        if sparse {
+            return SPARSE_LOWER_TO_LLVM.replace("{vl=16}", &o);
+        }
+    }
     if sparse {
-        SPARSE_LOWER_TO_LLVM
+        SPARSE_LOWER_TO_LLVM.into()
     } else {
-        LOWER_TO_LLVM
+        LOWER_TO_LLVM.into()
     }
 }
 
@@ -70,7 +75,7 @@ pub fn compile(
     inputs: Vec<TensorType>,
     outputs: Vec<TensorType>,
 ) -> Result<Jit> {
-    run_upstream(mlir, module, pipeline_for(sparse))?;
+    run_upstream(mlir, module, &pipeline_for(sparse))?;
     let engine = ExecutionEngine::new(module, 3, &[], false, false);
     // SAFETY: the symbol has the C signature the generated code expects.
     unsafe { engine.register_symbol("memrefCopy", super::runtime::memref_copy as *mut ()) };

@@ -35,22 +35,31 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
     let (nb, c, m) = (x.shape[0], x.shape[1], w.shape[0]);
     let (cg, og) = (c / group, m / group);
 
-    // Pad the input with zeros.
+    // Stride-1 convolutions of rank 1 and 2 run over the flattened output plane (below).
+    let plane = (r == 1 || r == 2) && strides.iter().all(|&s| s == 1);
+    // Pad the input with zeros (plus, for the plane form, one spare row at the bottom).
+    let extra = usize::from(plane && r == 2 && w.shape[3] > 1);
     let mut pshape = x.shape.clone();
     for i in 0..r {
         pshape[2 + i] += (pads[i] + pads[i + r]) as usize;
     }
+    pshape[2] += extra;
     let mut full = vec![0i64; 2 * (r + 2)];
     for i in 0..r {
         full[2 + i] = pads[i];
         full[r + 2 + 2 + i] = pads[i + r];
     }
+    full[r + 2 + 2] += extra as i64;
     let xs = n.input(e, 0);
     let xp = pad_with(e, &xs, dt, &x.shape, &full, &flit(dt, 0.0), &pshape);
 
     // Split channels into groups: x [N, G, Cg, S...], w [G, Og, Cg, K...], y [N, G, Og, O...].
     let mut xg = vec![nb, group, cg];
-    xg.extend(&pshape[2..]);
+    if plane {
+        xg.push(pshape[2..].iter().product());
+    } else {
+        xg.extend(&pshape[2..]);
+    }
     let xg_s = e.reshape(&xp, dt, &pshape, &xg);
     let mut wg = vec![group, og, cg];
     wg.extend(&w.shape[2..]);
@@ -62,8 +71,16 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
     };
     let ws = e.weight(n.node.inputs[1].expect("present"), &tag);
     let wg_s = e.reshape(&ws, dt, &w.shape, &wg);
+    // The plane form computes every output row at the padded input width `wp` (the extra
+    // columns are cut off afterwards), so that output pixel p reads input pixel
+    // p + kh*dh*wp + kw*dw: one long contiguous innermost loop per weight.
+    let wp = if plane { pshape[1 + r] } else { 0 };
     let mut yg = vec![nb, group, og];
-    yg.extend(&out.shape[2..]);
+    if plane {
+        yg.push(if r == 1 { out.shape[2] } else { out.shape[2] * wp });
+    } else {
+        yg.extend(&out.shape[2..]);
+    }
 
     // Accumulator: bias broadcast, or zeros.
     let init = if n.has(2) {
@@ -75,6 +92,48 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
     } else {
         fill_scalar(e, dt, &yg, 0.0)
     };
+    if plane {
+        // Loops: 0 n, 1 g, 2 o, 3 c, 4.. kernel, last: output plane position.
+        let nl = 5 + r;
+        let pl = nl - 1;
+        let mut off = d(pl);
+        for i in 0..r {
+            let step = dil[i] as usize * if i + 1 < r { wp } else { 1 };
+            off = format!("{off} + d{} * {step}", 4 + i);
+        }
+        let mut we = vec![d(1), d(2), d(3)];
+        we.extend((0..r).map(|i| d(4 + i)));
+        let ins = vec![
+            op(xg_s, dt, &xg, amap(nl, &[d(0), d(1), d(3), off])),
+            op(wg_s, dt, &wg, amap(nl, &we)),
+        ];
+        let outop = op(init, dt, &yg, amap(nl, &[d(0), d(1), d(2), d(pl)]));
+        let mut its = vec!["parallel"; 3];
+        its.extend(vec!["reduction"; 1 + r]);
+        its.push("parallel");
+        let t = dt.mlir();
+        let y = e.generic(&ins, &outop, &its, |b, a| {
+            let p = b.op(&format!("arith.mulf {}, {} : {t}", a[0], a[1]));
+            b.op(&format!("arith.addf {}, {p} : {t}", a[2]))
+        });
+        if r == 1 {
+            return Ok(e.reshape(&y, dt, &yg, &out.shape));
+        }
+        // Cut the rows back to the output width.
+        let (oh, ow) = (out.shape[2], out.shape[3]);
+        let full5 = [nb, group, og, oh, wp];
+        let y5 = e.reshape(&y, dt, &yg, &full5);
+        let cut = [nb, group, og, oh, ow];
+        let c = e.fresh();
+        let sizes: Vec<String> = cut.iter().map(|v| v.to_string()).collect();
+        e.line(&format!(
+            "{c} = tensor.extract_slice {y5}[0, 0, 0, 0, 0] [{}] [1, 1, 1, 1, 1] : {} to {}",
+            sizes.join(", "),
+            tty_of(dt, &full5),
+            tty_of(dt, &cut)
+        ));
+        return Ok(e.reshape(&c, dt, &cut, &out.shape));
+    }
     // Loops: 0 n, 1 g, 2 o, 3 c, 4.. kernel, 4+r.. out spatial. Reductions sit outside the
     // output's spatial loops so the innermost loop runs along contiguous output and input
     // rows with the weight invariant, which LLVM vectorises.
