@@ -91,6 +91,7 @@ impl Compiled {
     /// Compile with explicit lowering choices (`sparse_min: None` keeps every weight dense).
     pub fn with_options(graph: Graph, opts: &crate::ir::lower::Options) -> Result<Compiled> {
         let t0 = Instant::now();
+        crate::codegen::runtime::keep_freed_memory();
         let mlir = Mlir::new();
         let text = crate::ir::lower::lower_with(&graph, opts)?;
         let sparse = crate::ir::lower::uses_sparse(&text);

@@ -77,3 +77,23 @@ save("residual_cnn",
      [nh.from_array(f32(6, 2, 3, 3), "wa"), nh.from_array(f32(6), "ba"),
       nh.from_array(f32(6, 6, 3, 3), "wb"), nh.from_array(f32(6), "bb"),
       nh.from_array(f32(3, 6, 1, 1), "wc")])
+
+# Sparse convolutions and a sparse batched FC, for the sparse kernels: a stride-1 conv
+# (output plane of 12 rows at padded width 14 = 168 pixels, so two pixel tiles), a stride-2
+# conv (im2col over the output grid) and a Gemm with 16 rows (the transposed product).
+def sparse(*shape, keep=0.1):
+    w = f32(*shape)
+    return np.where(rng.random(shape) < keep, w, 0).astype(np.float32)
+
+
+save("sparse_cnn",
+     [h.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+      h.make_node("Relu", ["c1"], ["r1"]),
+      h.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+      h.make_node("Flatten", ["c2"], ["f"]),
+      h.make_node("Gemm", ["f", "fw", "fb"], ["y"], transB=1)],
+     [h.make_tensor_value_info("x", T.FLOAT, [16, 4, 12, 12])],
+     [h.make_tensor_value_info("y", T.FLOAT, [16, 5])],
+     [nh.from_array(sparse(8, 4, 3, 3), "w1"), nh.from_array(f32(8), "b1"),
+      nh.from_array(sparse(6, 8, 3, 3), "w2"),
+      nh.from_array(sparse(5, 6 * 6 * 6), "fw"), nh.from_array(f32(5), "fb")])

@@ -21,7 +21,6 @@ use melior::ExecutionEngine;
 use crate::error::{Error, Result};
 use crate::graph::{DType, TensorType};
 use crate::ir::Mlir;
-use crate::pass::run_upstream;
 
 /// C source of the runtime support linked into every library.
 const SUPPORT_C: &str = r#"/* bonsai runtime support: what libmlir_c_runner_utils would provide. */
@@ -39,11 +38,15 @@ void memrefCopy(int64_t elem, const bonsai_unranked *src, const bonsai_unranked 
     if (sizes[k] == 0) return;
   const char *sb = (const char *)sd[1];
   char *db = (char *)dd[1];
+  /* The innermost dimension is one run when it is contiguous on both sides. */
+  int run = rank > 0 && ss[rank - 1] == 1 && ds[rank - 1] == 1;
+  int64_t outer = run ? rank - 1 : rank;
+  size_t bytes = (size_t)elem * (size_t)(run ? sizes[rank - 1] : 1);
   for (;;) {
     int64_t so = sd[2], dof = dd[2];
     for (int64_t k = 0; k < rank; k++) { so += idx[k] * ss[k]; dof += idx[k] * ds[k]; }
-    memcpy(db + dof * elem, sb + so * elem, (size_t)elem);
-    int64_t k = rank;
+    memcpy(db + dof * elem, sb + so * elem, bytes);
+    int64_t k = outer;
     for (;;) {
       if (k == 0) return;
       k--;
@@ -177,7 +180,7 @@ pub fn compile_library(
     outs: &[(String, TensorType)],
     dir: &Path,
 ) -> Result<Artifacts> {
-    run_upstream(mlir, module, &super::cpu::pipeline_for(sparse))?;
+    super::cpu::lower_to_llvm(mlir, module, sparse)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let engine = ExecutionEngine::new(module, 3, &[], true, true);
     // SAFETY: the symbol has the C signature the generated code expects.

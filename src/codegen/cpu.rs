@@ -12,14 +12,31 @@ use crate::graph::{tensor::Tensor, TensorType};
 use crate::ir::Mlir;
 use crate::pass::run_upstream;
 
-/// Tensor-level module -> LLVM dialect. Results become caller-provided out parameters.
-pub const LOWER_TO_LLVM: &str = concat!(
-    "builtin.module(func.func(linalg-fuse-elementwise-ops),",
-    "one-shot-bufferize{bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map},",
-    lower_tail!()
-);
+/// Tensor-level module -> LLVM dialect in one pipeline (what `bonsai-opt --lower-to-llvm`
+/// runs). Results become caller-provided out parameters. [`lower_to_llvm`] runs the same
+/// steps with floating-point contraction allowed between bufferization and the tail.
+pub const LOWER_TO_LLVM: &str = concat!("builtin.module(", dense_head!(), ",", lower_tail!(), ")");
 
-/// The steps after bufferization, shared by both pipelines.
+/// Bufferization for modules without sparse tensors.
+macro_rules! dense_head {
+    () => {
+        "func.func(linalg-fuse-elementwise-ops),\
+one-shot-bufferize{bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map}"
+    };
+}
+use dense_head;
+
+/// For modules with `#sparse_tensor` weights: the sparsifier generates the (vectorised)
+/// loops over their non-zeros while bufferizing, from constant buffers assembled in place
+/// (no sparse runtime library). No elementwise fusion first: it folds producers and
+/// reshapes into the sparse kernels, which the sparsifier then densifies.
+macro_rules! sparse_head {
+    () => {
+        "sparse-reinterpret-map,sparsification-and-bufferization{vl=16},sparse-storage-specifier-to-llvm"
+    };
+}
+
+/// The steps after bufferization, shared by both.
 macro_rules! lower_tail {
     () => {
         "buffer-results-to-out-params{modify-public-functions hoist-static-allocs},\
@@ -33,31 +50,44 @@ convert-math-to-llvm,\
 convert-math-to-libm,\
 finalize-memref-to-llvm,\
 convert-to-llvm,\
-reconcile-unrealized-casts)"
+reconcile-unrealized-casts"
     };
 }
 use lower_tail;
 
-/// The same, for modules with `#sparse_tensor` weights: the sparsifier generates the
-/// (vectorised) loops over their non-zeros while bufferizing, from constant buffers
-/// assembled in place (no sparse runtime library).
-pub const SPARSE_LOWER_TO_LLVM: &str = concat!(
-    "builtin.module(func.func(linalg-fuse-elementwise-ops),",
-    "sparse-reinterpret-map,sparsification-and-bufferization{vl=16},sparse-storage-specifier-to-llvm,",
-    lower_tail!()
-);
+/// The same for modules with `#sparse_tensor` weights.
+pub const SPARSE_LOWER_TO_LLVM: &str =
+    concat!("builtin.module(", sparse_head!(), ",", lower_tail!(), ")");
 
-/// The lowering pipeline a module needs (`sparse`: it has `#sparse_tensor` weights).
-pub fn pipeline_for(sparse: bool) -> String {
-    if let Ok(o) = std::env::var("BONSAI_EXP_SPARSIFIER") {
-        if sparse {
-            return SPARSE_LOWER_TO_LLVM.replace("{vl=16}", &o);
-        }
-    }
-    if sparse {
-        SPARSE_LOWER_TO_LLVM.into()
+/// Lower a tensor-level module to the LLVM dialect (`sparse`: it has `#sparse_tensor`
+/// weights). Between bufferization and the rest, every `arith.mulf`/`arith.addf` is marked
+/// `contract`, so that LLVM fuses multiply-adds into FMA instructions (as C compilers do by
+/// default); the sparsifier drops fast-math flags, so they are set after it has run.
+pub fn lower_to_llvm(mlir: &Mlir, module: &mut Module, sparse: bool) -> Result<()> {
+    let head = if sparse {
+        concat!("builtin.module(", sparse_head!(), ")")
     } else {
-        LOWER_TO_LLVM.into()
+        concat!("builtin.module(", dense_head!(), ")")
+    };
+    run_upstream(mlir, module, head)?;
+    allow_contraction(mlir, module);
+    run_upstream(mlir, module, concat!("builtin.module(", lower_tail!(), ")"))
+}
+
+/// Mark every floating-point multiply and add `fastmath<contract>`.
+fn allow_contraction(mlir: &Mlir, module: &mut Module) {
+    use mlir_sys::{mlirAttributeParseGet, mlirOperationSetAttributeByName};
+    let ctx = mlir.context.to_raw();
+    // SAFETY: the module is live while we hold it mutably; the attribute text is valid.
+    unsafe {
+        let attr = mlirAttributeParseGet(ctx, crate::ir::capi::sref("#arith.fastmath<contract>"));
+        let mut ops = Vec::new();
+        for name in ["arith.mulf", "arith.addf"] {
+            crate::ir::capi::ops_named(module.as_operation().to_raw(), name, &mut ops);
+        }
+        for op in ops {
+            mlirOperationSetAttributeByName(op, crate::ir::capi::sref("fastmath"), attr);
+        }
     }
 }
 
@@ -75,7 +105,7 @@ pub fn compile(
     inputs: Vec<TensorType>,
     outputs: Vec<TensorType>,
 ) -> Result<Jit> {
-    run_upstream(mlir, module, &pipeline_for(sparse))?;
+    lower_to_llvm(mlir, module, sparse)?;
     let engine = ExecutionEngine::new(module, 3, &[], false, false);
     // SAFETY: the symbol has the C signature the generated code expects.
     unsafe { engine.register_symbol("memrefCopy", super::runtime::memref_copy as *mut ()) };

@@ -190,10 +190,12 @@ impl<'g> Emitter<'g> {
         s
     }
 
-    /// A 2-D f32 weight as a CSR sparse tensor assembled from constant position, coordinate
-    /// and value buffers (no conversion at run time), if it is sparse enough for
-    /// `sparse_min`. Returns the SSA value and its (encoded) tensor type.
-    pub fn sparse_weight(&mut self, t: &Tensor) -> Option<(String, String)> {
+    /// A 2-D f32 weight `[rows, cols]` as a CSR sparse tensor assembled from constant
+    /// position, coordinate and value buffers (no conversion at run time), if it is sparse
+    /// enough for `sparse_min`. `lead` splits the rows into leading dense levels (their
+    /// product is `rows`), e.g. `[groups, rows / groups]`. Returns the SSA value and its
+    /// (encoded) tensor type.
+    pub fn sparse_weight(&mut self, t: &Tensor, lead: &[usize]) -> Option<(String, String)> {
         let min = self.sparse_min?;
         if t.shape.len() != 2 || t.dtype() != DType::F32 {
             return None;
@@ -204,6 +206,12 @@ impl<'g> Emitter<'g> {
         if nnz == 0 || (1.0 - nnz as f64 / v.len() as f64) < min {
             return None;
         }
+        let lead = if lead.is_empty() {
+            vec![rows]
+        } else {
+            lead.to_vec()
+        };
+        debug_assert_eq!(lead.iter().product::<usize>(), rows);
         let mut pos = vec![0i32];
         let (mut crd, mut val) = (Vec::with_capacity(nnz), Vec::with_capacity(nnz));
         for r in 0..rows {
@@ -222,8 +230,17 @@ impl<'g> Emitter<'g> {
         );
         let c = self.constant(&Tensor::new(vec![nnz], Data::I32(crd)), Some("csr_crd"));
         let vv = self.constant(&Tensor::f32(vec![nnz], val), Some("csr_val"));
+        let k = lead.len();
+        let dims: Vec<String> = (0..=k).map(|i| format!("d{i}")).collect();
+        let levels: Vec<String> = (0..=k)
+            .map(|i| format!("d{i} : {}", if i < k { "dense" } else { "compressed" }))
+            .collect();
+        let shape: Vec<String> = lead.iter().chain([&cols]).map(|d| d.to_string()).collect();
         let ty = format!(
-            "tensor<{rows}x{cols}xf32, #sparse_tensor.encoding<{{ map = (d0, d1) -> (d0 : dense, d1 : compressed), posWidth = 32, crdWidth = 32 }}>>"
+            "tensor<{}xf32, #sparse_tensor.encoding<{{ map = ({}) -> ({}), posWidth = 32, crdWidth = 32 }}>>",
+            shape.join("x"),
+            dims.join(", "),
+            levels.join(", ")
         );
         let r = self.fresh();
         self.line(&format!(

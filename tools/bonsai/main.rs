@@ -575,8 +575,12 @@ fn real_main(cli: Cli) -> Result<()> {
                     .with_context(|| output.join(f).display().to_string())?;
             }
             let _ = std::fs::remove_dir_all(&tmp);
+            let kernels = match bonsai::ir::lower::sparse_weights(&text) {
+                0 => "all weights dense".to_string(),
+                k => format!("{k} weight(s) as sparse kernels"),
+            };
             println!(
-                "wrote {}/{{libmodel.so, model.h, model.json}}: {} input(s), {} output(s)",
+                "wrote {}/{{libmodel.so, model.h, model.json}}: {} input(s), {} output(s), {kernels}",
                 output.display(),
                 ins.len(),
                 outs.len()

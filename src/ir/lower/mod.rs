@@ -37,7 +37,12 @@ pub const SUGGESTED_SPARSE_MIN: f64 = 0.95;
 
 /// Whether lowered text uses sparse tensors (and so needs the sparsifier).
 pub fn uses_sparse(text: &str) -> bool {
-    text.contains("sparse_tensor.assemble")
+    sparse_weights(text) > 0
+}
+
+/// How many weights lowered text runs as sparse kernels.
+pub fn sparse_weights(text: &str) -> usize {
+    text.matches("sparse_tensor.assemble").count()
 }
 
 pub fn lower_with(g: &Graph, opts: &Options) -> Result<String> {
