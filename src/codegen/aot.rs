@@ -29,6 +29,18 @@ const SUPPORT_C: &str = r#"/* bonsai runtime support: what libmlir_c_runner_util
 
 typedef struct { int64_t rank; const int64_t *desc; } bonsai_unranked;
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+/* Keep freed temporaries in the heap between runs (glibc returns large blocks to the system,
+   so every run would page-fault on fresh memory). Call once before repeated runs. */
+void bonsai_keep_freed_memory(void) {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+#endif
+}
+
 /* Strided copy between two memrefs of equal shape. */
 void memrefCopy(int64_t elem, const bonsai_unranked *src, const bonsai_unranked *dst) {
   int64_t rank = src->rank, idx[16] = {0};
@@ -156,7 +168,10 @@ fn header(model: &str, ins: &[(String, TensorType)], outs: &[(String, TensorType
     }
     s.push_str(
         "\n/* Run the model: inputs[i] / outputs[i] are row-major buffers of the sizes above. */\n\
-void bonsai_model_run(const void *const *inputs, void *const *outputs);\n\n#endif\n",
+void bonsai_model_run(const void *const *inputs, void *const *outputs);\n\n\
+/* Optional, once, before repeated runs: keep freed temporaries in the heap (glibc) so that\n\
+   later runs do not page-fault on fresh memory (it changes this process's malloc tunables). */\n\
+void bonsai_keep_freed_memory(void);\n\n#endif\n",
     );
     s
 }
@@ -206,7 +221,7 @@ pub fn compile_library(
     let map = dir.join("exports.map");
     std::fs::write(
         &map,
-        "{ global: bonsai_model_run; _mlir_ciface_main; local: *; };\n",
+        "{ global: bonsai_model_run; bonsai_keep_freed_memory; _mlir_ciface_main; local: *; };\n",
     )
     .map_err(|e| Error::io(&map, e))?;
     let out = Command::new("cc")

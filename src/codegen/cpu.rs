@@ -176,6 +176,7 @@ impl Jit {
                     format!("got {}[{:?}], compiled for {ty}", t.dtype(), t.shape),
                 ));
             }
+            // A copy: the compiled code may use its arguments' buffers as scratch.
             let b = t.to_le_bytes();
             let mut buf = Buffer::zeroed(b.len());
             // SAFETY: buffer holds at least b.len() bytes.
@@ -183,11 +184,19 @@ impl Jit {
             descs.push(Memref::new(buf.ptr(), &t.shape));
             bufs.push(buf);
         }
-        let mut outs = Vec::new();
+        // Outputs are written straight into the result tensors (booleans through a buffer).
+        let mut outs: Vec<(Tensor, Option<Buffer>)> = Vec::new();
         for ty in &self.outputs {
-            let mut buf = Buffer::zeroed(ty.numel() * ty.dtype.size());
-            descs.push(Memref::new(buf.ptr(), &ty.shape));
-            outs.push(buf);
+            let mut t = Tensor::zeros(ty.dtype, ty.shape.clone());
+            let mut buf = None;
+            let ptr = match t.raw_bytes_mut() {
+                Some(b) => b.as_mut_ptr(),
+                None => buf
+                    .insert(Buffer::zeroed(ty.numel() * ty.dtype.size()))
+                    .ptr(),
+            };
+            descs.push(Memref::new(ptr, &ty.shape));
+            outs.push((t, buf));
         }
         let mut ptrs: Vec<*mut i64> = descs.iter_mut().map(|d| d.words.as_mut_ptr()).collect();
         let mut args: Vec<*mut ()> = ptrs
@@ -201,15 +210,16 @@ impl Jit {
             .map_err(|e| Error::Mlir(format!("invocation failed: {e}")))?;
         drop(bufs);
         Ok(outs
-            .iter()
+            .into_iter()
             .zip(&self.outputs)
-            .map(|(b, ty)| {
-                Tensor::from_le_bytes(
+            .map(|((t, buf), ty)| match buf {
+                None => t,
+                Some(b) => Tensor::from_le_bytes(
                     ty.dtype,
                     ty.shape.clone(),
                     b.bytes(ty.numel() * ty.dtype.size()),
                 )
-                .expect("sized buffer")
+                .expect("sized buffer"),
             })
             .collect())
     }

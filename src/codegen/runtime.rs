@@ -24,41 +24,36 @@ pub unsafe extern "C" fn memref_copy(elem: i64, src: *const Unranked, dst: *cons
         if sizes.contains(&0) {
             return;
         }
-        let (sbase, dbase) = (sd[1] as *const u8, dd[1] as *mut u8);
-        let (soff, doff) = (sd[2], dd[2]);
-        let (sst, dst_) = (&sd[3 + rank..], &dd[3 + rank..]);
-        if rank == 0 {
-            std::ptr::copy_nonoverlapping(
-                sbase.add(soff as usize * e),
-                dbase.add(doff as usize * e),
-                e,
-            );
-            return;
-        }
-        // Copy the innermost dimension as one run when it is contiguous on both sides.
-        let inner = sizes[rank - 1];
-        let run = sst[rank - 1] == 1 && dst_[rank - 1] == 1;
-        let outer = if run { rank - 1 } else { rank };
-        let mut idx = vec![0i64; rank];
-        loop {
-            let so: i64 = soff + idx.iter().zip(sst).map(|(i, s)| i * s).sum::<i64>();
-            let dof: i64 = doff + idx.iter().zip(dst_).map(|(i, s)| i * s).sum::<i64>();
-            std::ptr::copy_nonoverlapping(
-                sbase.add(so as usize * e),
-                dbase.add(dof as usize * e),
-                if run { e * inner as usize } else { e },
-            );
-            let mut k = outer;
-            loop {
-                if k == 0 {
-                    return;
+        let sbase = (sd[1] as *const u8).add(sd[2] as usize * e);
+        let dbase = (dd[1] as *mut u8).add(dd[2] as usize * e);
+        copy_dims(e, sizes, &sd[3 + rank..], &dd[3 + rank..], sbase, dbase);
+    }
+}
+
+/// Copy the block of `sizes` (element strides `ss`, `ds`), the innermost dimension as one
+/// run when it is contiguous on both sides.
+///
+/// # Safety
+/// `src`/`dst` address valid blocks of that shape and those strides.
+unsafe fn copy_dims(e: usize, sizes: &[i64], ss: &[i64], ds: &[i64], src: *const u8, dst: *mut u8) {
+    // SAFETY: offsets stay inside the blocks the caller vouches for.
+    unsafe {
+        match sizes.len() {
+            0 => std::ptr::copy_nonoverlapping(src, dst, e),
+            1 if ss[0] == 1 && ds[0] == 1 => {
+                std::ptr::copy_nonoverlapping(src, dst, e * sizes[0] as usize)
+            }
+            _ => {
+                for i in 0..sizes[0] as isize {
+                    copy_dims(
+                        e,
+                        &sizes[1..],
+                        &ss[1..],
+                        &ds[1..],
+                        src.offset(i * ss[0] as isize * e as isize),
+                        dst.offset(i * ds[0] as isize * e as isize),
+                    );
                 }
-                k -= 1;
-                idx[k] += 1;
-                if idx[k] < sizes[k] {
-                    break;
-                }
-                idx[k] = 0;
             }
         }
     }

@@ -190,6 +190,27 @@ impl Tensor {
         self.data.len() == 0
     }
 
+    /// The elements' bytes in place (host byte order), for handing buffers to compiled code
+    /// without a conversion. `None` for booleans, whose in-memory values compiled code must
+    /// not be trusted to keep at 0/1.
+    pub fn raw_bytes_mut(&mut self) -> Option<&mut [u8]> {
+        fn bytes<T>(v: &mut [T]) -> &mut [u8] {
+            // SAFETY: plain-old-data elements viewed as bytes, same lifetime and length.
+            unsafe {
+                std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v))
+            }
+        }
+        Some(match &mut self.data {
+            Data::F32(v) => bytes(v),
+            Data::F64(v) => bytes(v),
+            Data::I64(v) => bytes(v),
+            Data::I32(v) => bytes(v),
+            Data::I8(v) => bytes(v),
+            Data::U8(v) => v.as_mut_slice(),
+            Data::Bool(_) => return None,
+        })
+    }
+
     /// Values as i64 (for shapes, axes, indices). Floats are truncated.
     pub fn to_i64_vec(&self) -> Vec<i64> {
         match &self.data {

@@ -13,10 +13,14 @@ pub struct BenchArgs {
     /// The model to time (not needed with --kernels).
     #[arg(required_unless_present = "kernels")]
     model: Option<PathBuf>,
-    /// Kernel level instead: one Gemm per shape NxK (batch 1) at each sparsity, dense and CSR
-    /// code next to onnxruntime, in one run (e.g. --kernels 128x3136,10x128).
-    #[arg(long, value_delimiter = ',', value_name = "NxK,..")]
+    /// Kernel level instead: one op per shape at each sparsity, dense and sparse code next to
+    /// onnxruntime, in one run. NxK is a Gemm (y = x W^T, W [N, K]); conv:CxHxW:MxKHxKW a
+    /// stride-1 Conv keeping HxW (e.g. --kernels 128x3136,conv:32x14x14:64x3x3).
+    #[arg(long, value_delimiter = ',', value_name = "SHAPE,..")]
     kernels: Vec<String>,
+    /// Batch (rows of x) for --kernels.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
     /// Sparsities for --kernels.
     #[arg(long, value_delimiter = ',', default_value = "0,0.5,0.7,0.9,0.95")]
     sparsities: Vec<f64>,
@@ -97,19 +101,20 @@ fn kernels(a: &BenchArgs) -> Result<()> {
     let ort_script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ort_bench.py");
     let mut rows = Vec::new();
     let result = (|| -> Result<()> {
+        if a.batch == 0 {
+            bail!("option --batch: must be at least 1");
+        }
         for shape in &a.kernels {
-            let (n, k) = shape
-                .split_once('x')
-                .and_then(|(n, k)| Some((n.parse::<usize>().ok()?, k.parse::<usize>().ok()?)))
-                .with_context(|| format!("option --kernels: '{shape}' is not NxK"))?;
+            let args = kernel_args(shape)?;
             for &s in &a.sparsities {
                 if !(0.0..1.0).contains(&s) {
                     bail!("option --sparsities: {s} is not in [0, 1)");
                 }
-                let path = dir.join(format!("fc_{n}x{k}_{s}.onnx"));
+                let path = dir.join(format!("k_{}_{s}.onnx", rows.len()));
                 let st = Command::new("python3")
                     .arg(make)
-                    .args([n.to_string(), k.to_string(), s.to_string(), "1".into()])
+                    .args(&args)
+                    .args([s.to_string(), a.batch.to_string()])
                     .arg(&path)
                     .status()
                     .context("python3 (numpy, onnx) to write the kernel model")?;
@@ -142,7 +147,7 @@ fn kernels(a: &BenchArgs) -> Result<()> {
                     Some(ort_median(ort_script, &path, &npz, a.runs)?)
                 };
                 rows.push(serde_json::json!({
-                    "shape": format!("{n}x{k}"), "batch": 1, "sparsity": s,
+                    "shape": shape, "batch": a.batch, "sparsity": s,
                     "dense_us": td, "csr_us": tc, "onnxruntime_us": ort,
                     "csr_speedup_vs_dense": td / tc,
                     "csr_speedup_vs_onnxruntime": ort.map(|o| o / tc),
@@ -157,7 +162,7 @@ fn kernels(a: &BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         println!(
-            "{:<10} {:>8} {:>10} {:>10} {:>12} {:>10} {:>10}",
+            "{:<24} {:>8} {:>10} {:>10} {:>12} {:>10} {:>10}",
             "shape", "sparsity", "dense us", "CSR us", "onnxrt us", "CSR/dense", "CSR/ort"
         );
         for r in &rows {
@@ -172,7 +177,7 @@ fn kernels(a: &BenchArgs) -> Result<()> {
                     .unwrap_or("-".into())
             };
             println!(
-                "{:<10} {:>7.0}% {:>10} {:>10} {:>12} {:>10} {:>10}",
+                "{:<24} {:>7.0}% {:>10} {:>10} {:>12} {:>10} {:>10}",
                 r["shape"].as_str().unwrap_or(""),
                 100.0 * r["sparsity"].as_f64().unwrap_or(0.0),
                 f("dense_us"),
@@ -183,14 +188,38 @@ fn kernels(a: &BenchArgs) -> Result<()> {
             );
         }
         println!(
-            "(batch 1, 1 thread, medians of {} runs; ratios > 1 mean CSR is faster)",
-            a.runs
+            "(batch {}, 1 thread, medians of {} runs; onnxruntime runs the same sparse model \
+densely; ratios > 1 mean CSR is faster)",
+            a.batch, a.runs
         );
     }
     if let Some(p) = &a.svg {
         std::fs::write(p, speedup_svg(&rows)).with_context(|| p.display().to_string())?;
     }
     Ok(())
+}
+
+/// `make_fc.py` arguments (before sparsity and batch) for a --kernels shape.
+fn kernel_args(shape: &str) -> Result<Vec<String>> {
+    let dims = |t: &str, n: usize| -> Option<Vec<String>> {
+        let v: Vec<usize> = t
+            .split('x')
+            .map(|d| d.parse().ok())
+            .collect::<Option<_>>()?;
+        (v.len() == n && v.iter().all(|&d| d > 0))
+            .then(|| v.iter().map(|d| d.to_string()).collect())
+    };
+    let bad =
+        || anyhow::anyhow!("option --kernels: '{shape}' is neither NxK nor conv:CxHxW:MxKHxKW");
+    if let Some(rest) = shape.strip_prefix("conv:") {
+        let (x, w) = rest.split_once(':').ok_or_else(bad)?;
+        let mut args = vec!["conv".to_string()];
+        args.extend(dims(x, 3).ok_or_else(bad)?);
+        args.extend(dims(w, 3).ok_or_else(bad)?);
+        Ok(args)
+    } else {
+        dims(shape, 2).ok_or_else(bad)
+    }
 }
 
 /// Speed-up of CSR over dense against sparsity, one line per shape.

@@ -134,7 +134,7 @@ fn kernel_bench_times_dense_and_csr_in_one_run() {
     let o = bonsai_ok(&[
         "bench",
         "--kernels",
-        "8x16",
+        "8x16,conv:2x6x6:3x3x3",
         "--sparsities",
         "0,0.9",
         "--runs",
@@ -145,7 +145,8 @@ fn kernel_bench_times_dense_and_csr_in_one_run() {
         s(&svg),
     ]);
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(rows.len(), 2);
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[2]["shape"], "conv:2x6x6:3x3x3");
     for r in &rows {
         assert!(r["dense_us"].as_f64().unwrap() > 0.0 && r["csr_us"].as_f64().unwrap() > 0.0);
         assert!(r["csr_speedup_vs_dense"].as_f64().unwrap() > 0.0);

@@ -100,6 +100,15 @@ fn unbound_symbolic_dim_and_bad_shape_option() {
     ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("option --shape"), "{}", stderr(&o));
+    for spec in ["8x", "conv:2x6x6:3x3", "conv:2x6x6"] {
+        let o = bonsai(&["bench", "--kernels", spec, "--no-ort"]);
+        assert!(!o.status.success());
+        assert!(
+            stderr(&o).contains("option --kernels") && stderr(&o).contains(spec),
+            "{}",
+            stderr(&o)
+        );
+    }
 }
 
 #[test]
