@@ -75,7 +75,7 @@ pub fn shapes_of(inputs: &BTreeMap<String, Tensor>) -> HashMap<String, Vec<usize
 /// A graph compiled to native code, ready to run.
 pub struct Compiled {
     pub jit: Jit,
-    /// Some weights run as sparse (CSR) kernels.
+    /// Some weights run as sparse kernels (the sparsifier's or the direct convolutions).
     pub sparse: bool,
     pub graph: Graph,
     pub compile_time: Duration,
@@ -85,7 +85,7 @@ pub struct Compiled {
 
 impl Compiled {
     pub fn new(graph: Graph) -> Result<Compiled> {
-        Self::with_options(graph, &crate::ir::lower::Options::default())
+        Self::with_options(graph, &crate::ir::lower::Options::cpu(None))
     }
 
     /// Compile with explicit lowering choices (`sparse_min: None` keeps every weight dense).
@@ -94,7 +94,8 @@ impl Compiled {
         crate::codegen::runtime::keep_freed_memory();
         let mlir = Mlir::new();
         let text = crate::ir::lower::lower_with(&graph, opts)?;
-        let sparse = crate::ir::lower::uses_sparse(&text);
+        let sparsifier = crate::ir::lower::uses_sparse(&text);
+        let sparse = crate::ir::lower::sparse_weights(&text) > 0;
         let mut module = mlir.parse(&text)?;
         let ins: Vec<TensorType> = graph
             .inputs
@@ -106,7 +107,7 @@ impl Compiled {
             .iter()
             .map(|&o| graph.ty(o).expect("inferred").clone())
             .collect();
-        let jit = cpu::compile(&mlir, &mut module, sparse, ins, outs)?;
+        let jit = cpu::compile(&mlir, &mut module, sparsifier, ins, outs)?;
         drop(module);
         Ok(Compiled {
             jit,

@@ -80,6 +80,8 @@ pub struct Emitter<'g> {
     channel_consumers: HashMap<String, (String, usize)>,
     /// See `lower::Options::sparse_min`.
     pub sparse_min: Option<f64>,
+    /// See `lower::Options::cpu_kernels`.
+    pub cpu_kernels: bool,
 }
 
 /// Operand of a generic: SSA name, type, indexing map.
@@ -108,6 +110,7 @@ impl<'g> Emitter<'g> {
             prunable: HashMap::new(),
             channel_consumers: HashMap::new(),
             sparse_min: None,
+            cpu_kernels: false,
         };
         Emitter {
             prunable: plans
@@ -116,6 +119,7 @@ impl<'g> Emitter<'g> {
                 .collect(),
             channel_consumers,
             sparse_min: None,
+            cpu_kernels: false,
             ..e
         }
     }
@@ -188,6 +192,19 @@ impl<'g> Emitter<'g> {
         let s = emit(self, &t);
         self.ssa.insert(v, s.clone());
         s
+    }
+
+    /// Whether `t` is an f32 weight at least `sparse_min` sparse (and not all zeros).
+    pub fn sparse_enough(&self, t: &Tensor) -> bool {
+        let Some(min) = self.sparse_min else {
+            return false;
+        };
+        if t.dtype() != DType::F32 || t.is_empty() {
+            return false;
+        }
+        let v = t.to_f64_vec();
+        let nnz = v.iter().filter(|x| **x != 0.0).count();
+        nnz > 0 && 1.0 - nnz as f64 / v.len() as f64 >= min
     }
 
     /// A 2-D f32 weight `[rows, cols]` as a CSR sparse tensor assembled from constant

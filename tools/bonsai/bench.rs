@@ -123,16 +123,9 @@ fn kernels(a: &BenchArgs) -> Result<()> {
                 }
                 let g = load_bound(&path, &Default::default())?;
                 let inputs = bonsai::compress::EvalData::synthetic(&g, 1).inputs;
-                let dense = Compiled::with_options(
-                    g.clone(),
-                    &bonsai::ir::lower::Options { sparse_min: None },
-                )?;
-                let csr = Compiled::with_options(
-                    g,
-                    &bonsai::ir::lower::Options {
-                        sparse_min: Some(0.0),
-                    },
-                )?;
+                let dense =
+                    Compiled::with_options(g.clone(), &bonsai::ir::lower::Options::cpu(None))?;
+                let csr = Compiled::with_options(g, &bonsai::ir::lower::Options::cpu(Some(0.0)))?;
                 let (td, tc) = (
                     time_us(&dense, &inputs, a.runs)?,
                     time_us(&csr, &inputs, a.runs)?,
@@ -322,11 +315,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
         Ok(median(times))
     };
-    let c = Compiled::with_options(g.clone(), &bonsai::ir::lower::Options { sparse_min })?;
+    let c = Compiled::with_options(g.clone(), &bonsai::ir::lower::Options::cpu(sparse_min))?;
     let ours = time(&c)?;
     // The same model with every weight dense, when sparse kernels were used.
     let dense = if c.sparse {
-        let d = Compiled::with_options(g, &bonsai::ir::lower::Options { sparse_min: None })?;
+        let d = Compiled::with_options(g, &bonsai::ir::lower::Options::cpu(None))?;
         Some(time(&d)?)
     } else {
         None

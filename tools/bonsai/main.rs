@@ -62,8 +62,14 @@ enum Cmd {
         /// Write to a file instead of stdout.
         #[arg(long, short)]
         output: Option<PathBuf>,
-        /// Show the code-generation form: Gemm weights at least this sparse as CSR
-        /// `#sparse_tensor` constants (what `bench` and `compile` use with --sparse-min).
+        /// Show the CPU code-generation form (what `run`, `bench` and `compile` lower):
+        /// register-blocked convolution kernels instead of the plain linalg form that the
+        /// compression passes and the GPU pipeline see.
+        #[arg(long)]
+        cpu: bool,
+        /// With the CPU form (implied): weights at least this sparse get sparse kernels
+        /// (Gemm: CSR `#sparse_tensor` constants; stride-1 Conv: the direct kernel; other
+        /// Conv: im2col and CSR), as `bench` and `compile` use with --sparse-min.
         #[arg(long, value_name = "SPARSITY")]
         sparse_min: Option<f64>,
     },
@@ -254,7 +260,7 @@ fn real_main(cli: Cli) -> Result<()> {
             bind.extend(parse_shapes(&shapes.shapes)?);
             let g = load_bound(&model, &bind)?;
             let sparse_min = check_sparse_min(sparse_min)?;
-            let c = Compiled::with_options(g, &bonsai::ir::lower::Options { sparse_min })?;
+            let c = Compiled::with_options(g, &bonsai::ir::lower::Options::cpu(sparse_min))?;
             let outs = c.run_named(&inputs)?;
             if let Some(o) = output {
                 guard_output(&o, &[&model, &input])?;
@@ -280,12 +286,16 @@ fn real_main(cli: Cli) -> Result<()> {
             model,
             shapes,
             output,
+            cpu,
             sparse_min,
         } => {
             let g = load_bound(&model, &parse_shapes(&shapes.shapes)?)?;
             let sparse_min = check_sparse_min(sparse_min)?;
-            let text =
-                bonsai::ir::lower::lower_with(&g, &bonsai::ir::lower::Options { sparse_min })?;
+            let opts = bonsai::ir::lower::Options {
+                sparse_min,
+                cpu_kernels: cpu || sparse_min.is_some(),
+            };
+            let text = bonsai::ir::lower::lower_with(&g, &opts)?;
             let mlir = bonsai::ir::Mlir::new();
             let m = mlir.parse(&text)?;
             let s = format!("{}\n", m.as_operation());
@@ -549,9 +559,7 @@ fn real_main(cli: Cli) -> Result<()> {
                 .map(|&o| (g.values[o].name.clone(), g.ty(o).expect("inferred").clone()))
                 .collect();
             let mlir = bonsai::ir::Mlir::new();
-            let opts = bonsai::ir::lower::Options {
-                sparse_min: check_sparse_min(sparse_min)?,
-            };
+            let opts = bonsai::ir::lower::Options::cpu(check_sparse_min(sparse_min)?);
             let text = bonsai::ir::lower::lower_with(&g, &opts)?;
             let sparse = bonsai::ir::lower::uses_sparse(&text);
             let mut m = mlir.parse(&text)?;

@@ -23,31 +23,50 @@ pub fn lower(g: &Graph) -> Result<String> {
 /// Lowering choices for code generation (compression passes see the plain form).
 #[derive(Clone, Debug, Default)]
 pub struct Options {
-    /// Store Gemm/MatMul weights at least this sparse as CSR (`#sparse_tensor`, assembled
-    /// from constant buffers) so the sparsifier generates loops over the non-zeros only.
+    /// Weights at least this sparse get sparse kernels: Gemm weights as CSR
+    /// (`#sparse_tensor`, assembled from constant buffers) so the sparsifier generates loops
+    /// over the non-zeros only; stride-1 convolutions the direct kernel (with `cpu_kernels`),
+    /// others im2col and the sparsifier.
     pub sparse_min: Option<f64>,
+    /// Emit bonsai's CPU kernels (register-blocked and direct sparse convolutions, as scf and
+    /// vector ops) instead of the plain linalg form that the compression passes and the GPU
+    /// pipeline work on.
+    pub cpu_kernels: bool,
 }
 
-/// Sparsity from which a CSR FC kernel beats the dense one in bonsai's code, measured with
-/// `bonsai bench --sparse-min` on a 128x3136 FC at batch 1 (vectorised sparsifier, vl=16):
-/// 50% 0.26x, 90% 1.02x, 95% 1.61x, 99% 3.4x. Off by default: the sparsifier's
-/// bufferization also slows the dense convolutions of a whole model (MNIST CNN with its FC
-/// at 92%: 2.4 ms vs 1.4 ms), so it pays only for FC-dominated, very sparse models today.
+impl Options {
+    /// The CPU code-generation form.
+    pub fn cpu(sparse_min: Option<f64>) -> Options {
+        Options {
+            sparse_min,
+            cpu_kernels: true,
+        }
+    }
+}
+
+/// A `--sparse-min` that pays on every kernel bonsai has, measured with
+/// `bonsai bench --kernels 128x3136,conv:32x14x14:64x3x3` (batch 1, one thread): the CSR FC
+/// (gathers at every non-zero) breaks even with the dense one near 90% and is 1.7x faster
+/// at 95%; the direct sparse convolution breaks even near 50% and is 2.8x faster at 90%.
+/// Off by default: sparse kernels are opt-in.
 pub const SUGGESTED_SPARSE_MIN: f64 = 0.95;
 
 /// Whether lowered text uses sparse tensors (and so needs the sparsifier).
 pub fn uses_sparse(text: &str) -> bool {
-    sparse_weights(text) > 0
+    text.contains("sparse_tensor.assemble")
 }
 
-/// How many weights lowered text runs as sparse kernels.
+/// How many weights lowered text runs as sparse kernels (the sparsifier's and the direct
+/// convolutions).
 pub fn sparse_weights(text: &str) -> usize {
     text.matches("sparse_tensor.assemble").count()
+        + text.matches("bonsai.kernel = \"sparse_direct\"").count()
 }
 
 pub fn lower_with(g: &Graph, opts: &Options) -> Result<String> {
     let mut e = Emitter::new(g);
     e.sparse_min = opts.sparse_min;
+    e.cpu_kernels = opts.cpu_kernels;
     let mut args = Vec::new();
     for (i, inp) in g.inputs.iter().enumerate() {
         let ty = g

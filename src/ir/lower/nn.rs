@@ -4,7 +4,7 @@ use super::elementwise::{map, operands};
 use super::shape::pad_with;
 use super::{scalar, N};
 use crate::error::Result;
-use crate::graph::{DType, Tensor};
+use crate::graph::{tensor::Data, DType, Tensor};
 use crate::ir::emit::{amap, bcast_map, d, flit, tty_of, Emitter, Operand, WeightTag};
 
 fn op(ssa: String, dt: DType, shape: &[usize], map: String) -> Operand {
@@ -21,7 +21,14 @@ fn fill_scalar(e: &mut Emitter, dt: DType, shape: &[usize], v: f64) -> String {
     e.filled(dt, shape, &c)
 }
 
-/// Grouped N-d convolution as one generic over (n, g, o, out..., c, k...).
+/// Grouped N-d convolution, in one of four forms:
+/// - stride 1, rank 1 or 2, f32, sparse enough weight: `sparse_direct` (a loop over each
+///   output channel's non-zeros, with register-blocked pixel vectors);
+/// - stride 1, rank 1 or 2, f32, output channels per group a multiple of 4: `conv_kernel`
+///   (register-blocked 4 channels x 16 pixels);
+/// - other stride-1 rank 1-2 convolutions: one generic over the flattened output plane;
+/// - otherwise: one generic over (n, g, o, c, k..., out...), or im2col and the sparsifier
+///   (`sparse_conv`) for a sparse weight.
 pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
     let x = n.in_ty(0).clone();
     let w = n.in_ty(1).clone();
@@ -37,17 +44,19 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
 
     // Stride-1 convolutions of rank 1 and 2 run over the flattened output plane (below).
     let plane = (r == 1 || r == 2) && strides.iter().all(|&s| s == 1);
-    // A sparse enough constant weight: im2col, then a sparse x dense product whose
-    // innermost loop runs along the output pixels (see `sparse_conv`).
     let kk: usize = w.shape[2..].iter().product();
-    let sparse =
-        n.g.konst(n.node.inputs[1].expect("present"))
-            .and_then(|t| e.sparse_weight(&t.reshaped(vec![m, cg * kk]), &[group, og]));
+    let wconst = n.g.konst(n.node.inputs[1].expect("present"));
+    // Sparse stride-1 f32 convolutions run the direct kernel (`sparse_direct`); other
+    // sparse ones go through im2col and the sparsifier (`sparse_conv`).
+    let direct =
+        e.cpu_kernels && plane && dt == DType::F32 && wconst.is_some_and(|t| e.sparse_enough(t));
+    let sparse = wconst
+        .filter(|_| !direct)
+        .and_then(|t| e.sparse_weight(&t.reshaped(vec![m, cg * kk]), &[group, og]));
     let mut padded: Vec<usize> = (0..r)
         .map(|i| x.shape[2 + i] + (pads[i] + pads[i + r]) as usize)
         .collect();
-    // Pixels of the output plane (rows at the padded width `wp` in the plane form), and how
-    // sparse_conv tiles them.
+    // Pixels of the output plane (rows at the padded width `wp` in the plane form).
     let wp = padded[r - 1];
     let osp = &out.shape[2..];
     let pixels = if !plane {
@@ -57,16 +66,20 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
     } else {
         osp[0] * wp
     };
-    let tile = if sparse.is_some() && plane && pixels > PIXEL_TILE {
-        // Even tiles of at most PIXEL_TILE, in whole 8-lane vectors.
-        pixels
-            .div_ceil(pixels.div_ceil(PIXEL_TILE))
-            .next_multiple_of(8)
+    // Dense stride-1 f32 convolutions with whole blocks of output channels use the
+    // register-blocked kernel (`conv_kernel`), over pixels rounded up to whole vectors.
+    let blocked =
+        e.cpu_kernels && sparse.is_none() && plane && dt == DType::F32 && og % KERNEL_ROWS == 0;
+    // Pixels per block of the plane kernels (the plane is rounded up to whole blocks).
+    let tile = if direct {
+        DIRECT_PIXELS
+    } else if blocked {
+        KERNEL_LANES
     } else {
         pixels
     };
     let tiled = pixels.div_ceil(tile) * tile;
-    // In the plane form the last pixel (of the last tile) reads
+    // In the plane form the last pixel (of the last block) reads
     // tiled - 1 + (kh-1)*dh*wp + (kw-1)*dw: pad with spare zero rows at the bottom to cover it.
     let extra = if plane {
         let reach: usize = tiled
@@ -103,14 +116,22 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
     let xg_s = e.reshape(&xp, dt, &pshape, &xg);
     let mut wg = vec![group, og, cg];
     wg.extend(&w.shape[2..]);
+    if direct {
+        let kc = KernelConv {
+            xg: &xg,
+            xg_s: &xg_s,
+            w: "",
+            wshape: &wg,
+            wp,
+            pixels,
+            dil: &dil,
+        };
+        return Ok(sparse_direct(e, n, kc, wconst.expect("constant")));
+    }
     if let Some(sw) = sparse {
         let sc = SparseConv {
             xg: &xg,
             xg_s: &xg_s,
-            plane,
-            wp,
-            pixels,
-            tile,
             strides: &strides,
             dil: &dil,
             weight: sw,
@@ -125,6 +146,18 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
     };
     let ws = e.weight(n.node.inputs[1].expect("present"), &tag);
     let wg_s = e.reshape(&ws, dt, &w.shape, &wg);
+    if blocked {
+        let kc = KernelConv {
+            xg: &xg,
+            xg_s: &xg_s,
+            w: &wg_s,
+            wshape: &wg,
+            wp,
+            pixels,
+            dil: &dil,
+        };
+        return Ok(conv_kernel(e, n, kc));
+    }
     // The plane form computes every output row at the padded input width `wp` (the extra
     // columns are cut off afterwards), so that output pixel p reads input pixel
     // p + kh*dh*wp + kw*dw: one long contiguous innermost loop per weight.
@@ -227,35 +260,331 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
     Ok(e.reshape(&y, dt, &yg, &out.shape))
 }
 
-/// Most output pixels per tile in `sparse_conv`: up to 96 f32 accumulators (twelve AVX
-/// registers) stay in registers across a channel's non-zeros, where a whole 224-pixel row
-/// spills. Below about 96, LLVM unrolls the im2col copy loop into scalar moves before it
-/// can vectorise it. Measured on MNIST's 14x14 conv at 90% sparsity: one row 82 us, tiles
-/// of 64 61 us, of 80-96 38-44 us.
-const PIXEL_TILE: usize = 96;
+/// Output channels and pixels of one register block in `conv_kernel`: 4 x 16 f32
+/// accumulators (eight AVX registers), updated from one input vector and four broadcast
+/// weights per reduction step.
+const KERNEL_ROWS: usize = 4;
+const KERNEL_LANES: usize = 16;
+
+/// What `conv_kernel` needs from `conv`.
+struct KernelConv<'a> {
+    xg: &'a [usize],
+    xg_s: &'a str,
+    /// The weight as `[G, Og, Cg, K...]`.
+    w: &'a str,
+    wshape: &'a [usize],
+    wp: usize,
+    pixels: usize,
+    dil: &'a [i64],
+}
+
+/// Dense stride-1 convolution as an explicit register-blocked kernel over the flattened
+/// input plane: for each image, group, block of 4 output channels and 16 output pixels,
+/// the accumulators stay in registers across the whole reduction (c, k...), each step
+/// reading one 16-pixel input vector at a precomputed offset and 4 weights. (The linalg
+/// form reloads and stores the output at every step.)
+fn conv_kernel(e: &mut Emitter, n: &N, s: KernelConv) -> String {
+    let x = n.in_ty(0).clone();
+    let dt = x.dtype;
+    let t = dt.mlir();
+    let r = x.rank() - 2;
+    let (nb, group, cg, len) = (s.xg[0], s.xg[1], s.xg[2], s.xg[3]);
+    let og = s.wshape[1];
+    let ks = &s.wshape[3..];
+    let kk: usize = ks.iter().product();
+    let j = cg * kk;
+    let pp = s.pixels.next_multiple_of(KERNEL_LANES);
+    let xf_shape = [nb, group, cg * len];
+    let xf = e.reshape(s.xg_s, dt, s.xg, &xf_shape);
+    let wj_shape = [group, og, j];
+    let wj = e.reshape(s.w, dt, s.wshape, &wj_shape);
+    // Input offset of each reduction step (c, k...): c*len + sum k_i*dil_i*(row stride).
+    let mut offs = Vec::with_capacity(j);
+    for c in 0..cg {
+        for kf in 0..kk {
+            let (mut rem, mut o) = (kf, c * len);
+            for i in (0..r).rev() {
+                let k = rem % ks[i];
+                rem /= ks[i];
+                o += k * s.dil[i] as usize * if i + 1 < r { s.wp } else { 1 };
+            }
+            offs.push(o.to_string());
+        }
+    }
+    let ys = [nb, group, og, pp];
+    let init = if n.has(2) {
+        let wname = n.g.values[n.node.inputs[1].expect("present")].name.clone();
+        let bs = e.bias(n.node.inputs[2].expect("present"), &wname);
+        let b3 = e.reshape(&bs, dt, &[og * group], &[group, og]);
+        let ins = vec![op(b3, dt, &[group, og], amap(4, &[d(1), d(2)]))];
+        map(e, ins, dt, &ys, |_, a| a[0].clone())
+    } else {
+        fill_scalar(e, dt, &ys, 0.0)
+    };
+    let v = e.fresh();
+    let yty = tty_of(dt, &ys);
+    let xty = tty_of(dt, &xf_shape);
+    let wty = tty_of(dt, &wj_shape);
+    let vt = format!("vector<{KERNEL_LANES}x{t}>");
+    let mut text = format!(
+        "{v}_offs = arith.constant dense<[{}]> : tensor<{j}xindex>
+{v}_c0 = arith.constant 0 : index
+{v}_c1 = arith.constant 1 : index
+{v}_rows = arith.constant {KERNEL_ROWS} : index
+{v}_lanes = arith.constant {KERNEL_LANES} : index
+{v}_nb = arith.constant {nb} : index
+{v}_ng = arith.constant {group} : index
+{v}_og = arith.constant {og} : index
+{v}_pp = arith.constant {pp} : index
+{v}_nj = arith.constant {j} : index
+{v}_z = arith.constant 0.0 : {t}
+{v} = scf.for {v}_n = {v}_c0 to {v}_nb step {v}_c1 iter_args({v}_ya = {init}) -> ({yty}) {{
+{v}_y1 = scf.for {v}_g = {v}_c0 to {v}_ng step {v}_c1 iter_args({v}_yb = {v}_ya) -> ({yty}) {{
+{v}_y2 = scf.for {v}_o = {v}_c0 to {v}_og step {v}_rows iter_args({v}_yc = {v}_yb) -> ({yty}) {{
+{v}_y3 = scf.for {v}_p = {v}_c0 to {v}_pp step {v}_lanes iter_args({v}_yd = {v}_yc) -> ({yty}) {{
+",
+        offs.join(", ")
+    );
+    let rows: Vec<String> = (0..KERNEL_ROWS).map(|i| format!("{v}_o{i}")).collect();
+    text += &format!("{v}_o0 = arith.addi {v}_o, {v}_c0 : index\n");
+    for i in 1..KERNEL_ROWS {
+        text += &format!(
+            "{v}_k{i} = arith.constant {i} : index\n{v}_o{i} = arith.addi {v}_o, {v}_k{i} : index\n"
+        );
+    }
+    for (i, o) in rows.iter().enumerate() {
+        text += &format!(
+            "{v}_a{i} = vector.transfer_read {v}_yd[{v}_n, {v}_g, {o}, {v}_p], {v}_z {{in_bounds = [true]}} : {yty}, {vt}\n"
+        );
+    }
+    let accs: Vec<String> = (0..KERNEL_ROWS)
+        .map(|i| format!("{v}_s{i} = {v}_a{i}"))
+        .collect();
+    let vts = [vt.as_str(); KERNEL_ROWS].join(", ");
+    text += &format!(
+        "{v}_r:{KERNEL_ROWS} = scf.for {v}_j = {v}_c0 to {v}_nj step {v}_c1 iter_args({}) -> ({vts}) {{
+{v}_off = tensor.extract {v}_offs[{v}_j] : tensor<{j}xindex>
+{v}_q = arith.addi {v}_off, {v}_p : index
+{v}_xv = vector.transfer_read {xf}[{v}_n, {v}_g, {v}_q], {v}_z {{in_bounds = [true]}} : {xty}, {vt}
+",
+        accs.join(", ")
+    );
+    for (i, o) in rows.iter().enumerate() {
+        text += &format!(
+            "{v}_w{i} = tensor.extract {wj}[{v}_g, {o}, {v}_j] : {wty}
+{v}_b{i} = vector.broadcast {v}_w{i} : {t} to {vt}
+{v}_m{i} = vector.fma {v}_b{i}, {v}_xv, {v}_s{i} : {vt}
+"
+        );
+    }
+    let ms: Vec<String> = (0..KERNEL_ROWS).map(|i| format!("{v}_m{i}")).collect();
+    text += &format!("scf.yield {} : {vts}\n}}\n", ms.join(", "));
+    let mut cur = format!("{v}_yd");
+    for (i, o) in rows.iter().enumerate() {
+        text += &format!(
+            "{v}_t{i} = vector.transfer_write {v}_r#{i}, {cur}[{v}_n, {v}_g, {o}, {v}_p] {{in_bounds = [true]}} : {vt}, {yty}\n"
+        );
+        cur = format!("{v}_t{i}");
+    }
+    text += &format!(
+        "scf.yield {cur} : {yty}\n}}\nscf.yield {v}_y3 : {yty}\n}}\nscf.yield {v}_y2 : {yty}\n}}\nscf.yield {v}_y1 : {yty}\n}} {{bonsai.kernel = \"conv_blocked\"}}"
+    );
+    for l in text.lines() {
+        e.line(l);
+    }
+    plane_to_out(e, n, &v, &ys, s.wp)
+}
+
+/// Output pixels of one register block in `sparse_direct`: four 16-lane vectors.
+const DIRECT_PIXELS: usize = 64;
+
+/// Direct sparse convolution (stride 1, plane form), for weights at least `sparse_min`
+/// sparse: the non-zeros of each output channel are listed with their input offsets
+/// (c*len + sum k_i*dil_i*row stride) and values; for each image, group, channel and
+/// block of 64 output pixels, the accumulators stay in registers while the loop over the
+/// channel's non-zeros reads four 16-pixel input vectors at the listed offset. No im2col;
+/// work is proportional to the non-zeros.
+fn sparse_direct(e: &mut Emitter, n: &N, s: KernelConv, wt: &Tensor) -> String {
+    let x = n.in_ty(0).clone();
+    let dt = x.dtype;
+    let t = dt.mlir();
+    let r = x.rank() - 2;
+    let (nb, group, cg, len) = (s.xg[0], s.xg[1], s.xg[2], s.xg[3]);
+    let og = s.wshape[1];
+    let ks = &s.wshape[3..];
+    let kk: usize = ks.iter().product();
+    let j = cg * kk;
+    let pp = s.pixels.next_multiple_of(DIRECT_PIXELS);
+    let xf_shape = [nb, group, cg * len];
+    let xf = e.reshape(s.xg_s, dt, s.xg, &xf_shape);
+    let step_off = |jj: usize| -> usize {
+        let (c, kf) = (jj / kk, jj % kk);
+        let (mut rem, mut o) = (kf, c * len);
+        for i in (0..r).rev() {
+            let k = rem % ks[i];
+            rem /= ks[i];
+            o += k * s.dil[i] as usize * if i + 1 < r { s.wp } else { 1 };
+        }
+        o
+    };
+    let wv = wt.to_f64_vec();
+    let (mut pos, mut offs, mut vals) = (vec![0i32], Vec::new(), Vec::new());
+    for m in 0..group * og {
+        for jj in 0..j {
+            let w = wv[m * j + jj];
+            if w != 0.0 {
+                offs.push(step_off(jj) as i32);
+                vals.push(w as f32);
+            }
+        }
+        pos.push(offs.len() as i32);
+    }
+    let nnz = offs.len().max(1);
+    if offs.is_empty() {
+        offs.push(0);
+        vals.push(0.0);
+    }
+    let pos_c = e.constant(
+        &Tensor::new(vec![pos.len()], Data::I32(pos.clone())),
+        Some("direct_pos"),
+    );
+    let off_c = e.constant(&Tensor::new(vec![nnz], Data::I32(offs)), Some("direct_off"));
+    let val_c = e.constant(&Tensor::f32(vec![nnz], vals), Some("direct_val"));
+    let np1 = pos.len();
+    let ys = [nb, group, og, pp];
+    let init = if n.has(2) {
+        let wname = n.g.values[n.node.inputs[1].expect("present")].name.clone();
+        let bs = e.bias(n.node.inputs[2].expect("present"), &wname);
+        let b3 = e.reshape(&bs, dt, &[og * group], &[group, og]);
+        let ins = vec![op(b3, dt, &[group, og], amap(4, &[d(1), d(2)]))];
+        map(e, ins, dt, &ys, |_, a| a[0].clone())
+    } else {
+        fill_scalar(e, dt, &ys, 0.0)
+    };
+    let v = e.fresh();
+    let yty = tty_of(dt, &ys);
+    let xty = tty_of(dt, &xf_shape);
+    let vt = format!("vector<{KERNEL_LANES}x{t}>");
+    let nv = DIRECT_PIXELS / KERNEL_LANES;
+    let mut text = format!(
+        "{v}_c0 = arith.constant 0 : index
+{v}_c1 = arith.constant 1 : index
+{v}_blk = arith.constant {DIRECT_PIXELS} : index
+{v}_nb = arith.constant {nb} : index
+{v}_ng = arith.constant {group} : index
+{v}_og = arith.constant {og} : index
+{v}_pp = arith.constant {pp} : index
+{v}_z = arith.constant 0.0 : {t}
+{v} = scf.for {v}_n = {v}_c0 to {v}_nb step {v}_c1 iter_args({v}_ya = {init}) -> ({yty}) {{
+{v}_y1 = scf.for {v}_g = {v}_c0 to {v}_ng step {v}_c1 iter_args({v}_yb = {v}_ya) -> ({yty}) {{
+{v}_y2 = scf.for {v}_o = {v}_c0 to {v}_og step {v}_c1 iter_args({v}_yc = {v}_yb) -> ({yty}) {{
+{v}_gm = arith.muli {v}_g, {v}_og : index
+{v}_m = arith.addi {v}_gm, {v}_o : index
+{v}_m1 = arith.addi {v}_m, {v}_c1 : index
+{v}_lo32 = tensor.extract {pos_c}[{v}_m] : tensor<{np1}xi32>
+{v}_hi32 = tensor.extract {pos_c}[{v}_m1] : tensor<{np1}xi32>
+{v}_lo = arith.index_cast {v}_lo32 : i32 to index
+{v}_hi = arith.index_cast {v}_hi32 : i32 to index
+{v}_y3 = scf.for {v}_p = {v}_c0 to {v}_pp step {v}_blk iter_args({v}_yd = {v}_yc) -> ({yty}) {{
+"
+    );
+    let lanes: Vec<String> = (0..nv).map(|i| format!("{v}_p{i}")).collect();
+    for i in 0..nv {
+        text += &format!(
+            "{v}_l{i} = arith.constant {} : index\n{v}_p{i} = arith.addi {v}_p, {v}_l{i} : index\n",
+            i * KERNEL_LANES
+        );
+    }
+    for (i, p) in lanes.iter().enumerate() {
+        text += &format!(
+            "{v}_a{i} = vector.transfer_read {v}_yd[{v}_n, {v}_g, {v}_o, {p}], {v}_z {{in_bounds = [true]}} : {yty}, {vt}\n"
+        );
+    }
+    let accs: Vec<String> = (0..nv).map(|i| format!("{v}_s{i} = {v}_a{i}")).collect();
+    let vts = vec![vt.as_str(); nv].join(", ");
+    text += &format!(
+        "{v}_r:{nv} = scf.for {v}_e = {v}_lo to {v}_hi step {v}_c1 iter_args({}) -> ({vts}) {{
+{v}_off32 = tensor.extract {off_c}[{v}_e] : tensor<{nnz}xi32>
+{v}_off = arith.index_cast {v}_off32 : i32 to index
+{v}_w = tensor.extract {val_c}[{v}_e] : tensor<{nnz}x{t}>
+{v}_b = vector.broadcast {v}_w : {t} to {vt}
+",
+        accs.join(", ")
+    );
+    for (i, p) in lanes.iter().enumerate() {
+        text += &format!(
+            "{v}_q{i} = arith.addi {v}_off, {p} : index
+{v}_x{i} = vector.transfer_read {xf}[{v}_n, {v}_g, {v}_q{i}], {v}_z {{in_bounds = [true]}} : {xty}, {vt}
+{v}_m{i}x = vector.fma {v}_b, {v}_x{i}, {v}_s{i} : {vt}
+"
+        );
+    }
+    let ms: Vec<String> = (0..nv).map(|i| format!("{v}_m{i}x")).collect();
+    text += &format!("scf.yield {} : {vts}\n}}\n", ms.join(", "));
+    let mut cur = format!("{v}_yd");
+    for (i, p) in lanes.iter().enumerate() {
+        text += &format!(
+            "{v}_t{i} = vector.transfer_write {v}_r#{i}, {cur}[{v}_n, {v}_g, {v}_o, {p}] {{in_bounds = [true]}} : {vt}, {yty}\n"
+        );
+        cur = format!("{v}_t{i}");
+    }
+    text += &format!(
+        "scf.yield {cur} : {yty}\n}}\nscf.yield {v}_y3 : {yty}\n}}\nscf.yield {v}_y2 : {yty}\n}}\nscf.yield {v}_y1 : {yty}\n}} {{bonsai.kernel = \"sparse_direct\"}}"
+    );
+    for l in text.lines() {
+        e.line(l);
+    }
+    plane_to_out(e, n, &v, &ys, s.wp)
+}
+
+/// The plane-form result `[N, G, Og, P']` cut to the output: pixel (h, w) is plane pixel
+/// h*wp + w (rank 1: w).
+fn plane_to_out(e: &mut Emitter, n: &N, y: &str, ys: &[usize], wp: usize) -> String {
+    let out = n.out_ty(0).clone();
+    let dt = out.dtype;
+    let r = out.rank() - 2;
+    let mut os = ys[..3].to_vec();
+    os.extend(&out.shape[2..]);
+    if r == 1 {
+        // The first pixels of the plane, as they are.
+        let c = e.fresh();
+        e.line(&format!(
+            "{c} = tensor.extract_slice {y}[0, 0, 0, 0] [{}, {}, {}, {}] [1, 1, 1, 1] : {} to {}",
+            os[0],
+            os[1],
+            os[2],
+            os[3],
+            tty_of(dt, ys),
+            tty_of(dt, &os)
+        ));
+        return e.reshape(&c, dt, &os, &out.shape);
+    }
+    let q = format!("d3 * {wp} + d4");
+    let ins = vec![op(
+        y.to_string(),
+        dt,
+        ys,
+        amap(os.len(), &[d(0), d(1), d(2), q]),
+    )];
+    let o = map_to(e, ins, dt, &os);
+    e.reshape(&o, dt, &os, &out.shape)
+}
 
 /// What `sparse_conv` needs from `conv`.
 struct SparseConv<'a> {
     xg: &'a [usize],
     xg_s: &'a str,
-    plane: bool,
-    /// Padded input width (plane form).
-    wp: usize,
-    /// Output pixels (plane form: output rows at the padded width).
-    pixels: usize,
-    /// Pixels per tile (divides the pixels rounded up to whole tiles).
-    tile: usize,
     strides: &'a [i64],
     dil: &'a [i64],
     /// The weight as `[G, Og, Cg*K...]` with the last level compressed.
     weight: (String, String),
 }
 
-/// Convolution with a sparse weight: the input patches are laid out as im2col
-/// `[N*T, G, Cg*K..., tile]` (the output pixels in T tiles, folded into the batch), then
-/// multiplied by the CSR weight `[G, Og, Cg*K...]`. The sparsifier emits, per image tile and
-/// output channel, a loop over the channel's non-zeros around the dense, contiguous pixel
-/// loop, which it vectorises (no gathers); LLVM keeps the tile's accumulators in registers.
+/// Strided convolution with a sparse weight: the input patches are laid out as im2col
+/// `[N, G, Cg*K..., P]` (P: the output pixels), then multiplied by the CSR weight
+/// `[G, Og, Cg*K...]`. The sparsifier emits, per image and output channel, a loop over the
+/// channel's non-zeros around the dense, contiguous pixel loop, which it vectorises (no
+/// gathers). (Stride-1 convolutions use `sparse_direct`, which needs no im2col.)
 fn sparse_conv(e: &mut Emitter, n: &N, s: SparseConv) -> Result<String> {
     let x = n.in_ty(0).clone();
     let w = n.in_ty(1).clone();
@@ -267,33 +596,19 @@ fn sparse_conv(e: &mut Emitter, n: &N, s: SparseConv) -> Result<String> {
     let ks = &w.shape[2..];
     let kk: usize = ks.iter().product();
     let osp = &out.shape[2..];
-    let (tile, nt) = (s.tile, s.pixels.div_ceil(s.tile));
-    // im2col loops: 0 a unit reduction (see below), 1 n, 2 t, 3 g, 4 c, 5.. k..., then the
-    // pixel loops: one (within the tile) in the plane form, otherwise one per output dim.
-    let np = if s.plane { 1 } else { r };
-    let (kl, pl) = (5, 5 + r);
-    let nl = pl + np;
-    let mut xe = vec![d(1), d(3), d(4)];
-    if s.plane {
-        let mut off = format!("{} + {} * {tile}", d(pl), d(2));
-        for i in 0..r {
-            let step = s.dil[i] as usize * if i + 1 < r { s.wp } else { 1 };
-            off = format!("{off} + d{} * {step}", kl + i);
-        }
-        xe.push(off);
-    } else {
-        for i in 0..r {
-            let (st, dl) = (s.strides[i], s.dil[i]);
-            xe.push(format!("d{} * {st} + d{} * {dl}", pl + i, kl + i));
-        }
+    let p: usize = osp.iter().product();
+    // im2col loops: 0 a unit reduction (see below), 1 n, 2 g, 3 c, 4.. k..., then one per
+    // output dim.
+    let (kl, pl) = (4, 4 + r);
+    let nl = pl + r;
+    let mut xe = vec![d(1), d(2), d(3)];
+    for i in 0..r {
+        let (st, dl) = (s.strides[i], s.dil[i]);
+        xe.push(format!("d{} * {st} + d{} * {dl}", pl + i, kl + i));
     }
-    let mut cshape = vec![nb, nt, group, cg];
+    let mut cshape = vec![nb, group, cg];
     cshape.extend(ks);
-    if s.plane {
-        cshape.push(tile);
-    } else {
-        cshape.extend(osp);
-    }
+    cshape.extend(osp);
     // The unit reduction loop (over a dummy operand, outermost so that the copy loop stays
     // innermost) keeps linalg-fuse-elementwise-ops from folding the im2col into the sparse
     // product, which the sparsifier would then densify.
@@ -308,11 +623,11 @@ fn sparse_conv(e: &mut Emitter, n: &N, s: SparseConv) -> Result<String> {
     let mut its = vec!["reduction"];
     its.extend(vec!["parallel"; nl - 1]);
     let col = e.generic(&ins, &outop, &its, |_, a| a[0].clone());
-    let cflat = [nb * nt, group, cg * kk, tile];
+    let cflat = [nb, group, cg * kk, p];
     let col = e.reshape(&col, dt, &cshape, &cflat);
 
-    // Accumulator [N*T, G, Og, tile]: bias broadcast, or zeros.
-    let ys = [nb * nt, group, og, tile];
+    // Accumulator [N, G, Og, P]: bias broadcast, or zeros.
+    let ys = [nb, group, og, p];
     let init = if n.has(2) {
         let m = w.shape[0];
         let wname = n.g.values[n.node.inputs[1].expect("present")].name.clone();
@@ -323,7 +638,7 @@ fn sparse_conv(e: &mut Emitter, n: &N, s: SparseConv) -> Result<String> {
     } else {
         fill_scalar(e, dt, &ys, 0.0)
     };
-    // Loops (n*t, g, o, j, pixel).
+    // Loops (n, g, o, j, pixel).
     let (ws, wty) = s.weight;
     let ins = vec![
         op(col, dt, &cflat, amap(5, &[d(0), d(1), d(3), d(4)])),
@@ -345,40 +660,7 @@ fn sparse_conv(e: &mut Emitter, n: &N, s: SparseConv) -> Result<String> {
             b.op(&format!("arith.addf {}, {m} : {t}", a[2]))
         },
     );
-    if !s.plane {
-        // One tile of every pixel.
-        return Ok(e.reshape(&y, dt, &ys, &out.shape));
-    }
-    // Gather the tiles back into the output, dropping the padding columns and the pixels
-    // of the last tile past the end: out (n, g, o, h, w) <- y (n, q / tile, g, o, q % tile)
-    // with q = h * wp + w (q = w for rank 1).
-    let y5s = [nb, nt, group, og, tile];
-    let y5 = e.reshape(&y, dt, &ys, &y5s);
-    let q = if r == 1 {
-        d(3)
-    } else {
-        format!("d3 * {} + d4", s.wp)
-    };
-    let mut os = vec![nb, group, og];
-    os.extend(osp);
-    let ol = os.len();
-    let ins = vec![op(
-        y5,
-        dt,
-        &y5s,
-        amap(
-            ol,
-            &[
-                d(0),
-                format!("({q}) floordiv {tile}"),
-                d(1),
-                d(2),
-                format!("({q}) mod {tile}"),
-            ],
-        ),
-    )];
-    let o = map_to(e, ins, dt, &os);
-    Ok(e.reshape(&o, dt, &os, &out.shape))
+    Ok(e.reshape(&y, dt, &ys, &out.shape))
 }
 
 /// A copy generic: `ins[0]` (with its own map) into a new tensor of `shape`.
