@@ -41,8 +41,9 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
-    /// Gemm weights at least this sparse run as CSR kernels (default "off": all dense; 0.95
-    /// is where they start to pay). When some do, the dense build is timed too, in the same
+    /// Weights at least this sparse run as sparse kernels (default "off": all dense). The
+    /// direct sparse convolution pays from about 0.5, the batch-1 CSR Gemm from about 0.9
+    /// (`--kernels` measures both). When some do, the dense build is timed too, in the same
     /// run, for the ratio.
     #[arg(long, default_value = "off")]
     sparse_min: String,

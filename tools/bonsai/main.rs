@@ -188,8 +188,9 @@ cc app.c -Ibuild/mnist -Lbuild/mnist -lmodel -Wl,-rpath,build/mnist"
         /// Output folder (created; its libmodel.so, model.h and model.json are replaced).
         #[arg(long, short)]
         output: PathBuf,
-        /// Compile Gemm weights at least this sparse as CSR kernels (default: all dense; they
-        /// start to pay around 0.95, see `bonsai bench --sparse-min`).
+        /// Compile weights at least this sparse as sparse kernels (default: all dense).
+        /// Direct sparse convolutions pay from about 0.5, the batch-1 CSR Gemm from about 0.9
+        /// (measure with `bonsai bench --kernels` or `bonsai bench MODEL --sparse-min`).
         #[arg(long, value_name = "SPARSITY")]
         sparse_min: Option<f64>,
         /// `cpu`: the shared library; `cuda`: DIR/model.ptx, every kernel as PTX for sm_90
