@@ -286,7 +286,6 @@ struct KernelConv<'a> {
 fn conv_kernel(e: &mut Emitter, n: &N, s: KernelConv) -> String {
     let x = n.in_ty(0).clone();
     let dt = x.dtype;
-    let t = dt.mlir();
     let r = x.rank() - 2;
     let (nb, group, cg, len) = (s.xg[0], s.xg[1], s.xg[2], s.xg[3]);
     let og = s.wshape[1];
@@ -321,10 +320,30 @@ fn conv_kernel(e: &mut Emitter, n: &N, s: KernelConv) -> String {
     } else {
         fill_scalar(e, dt, &ys, 0.0)
     };
+    let v = blocked_kernel(e, dt, (&xf, &xf_shape), (&wj, &wj_shape), &offs, &init, &ys);
+    plane_to_out(e, n, &v, &ys, s.wp)
+}
+
+/// The loops of the register-blocked kernel: `y [N, G, Og, P] += w [G, Og, J] * x`, where
+/// step j of output pixel p reads `x [N, G, L]` at `offs[j] + p`. Blocks of 4 output rows x
+/// 16 pixels are accumulated in registers over all J steps (each: one input vector and four
+/// broadcast weights). P must be a multiple of 16, and Og of 4; `init` is the starting y.
+fn blocked_kernel(
+    e: &mut Emitter,
+    dt: DType,
+    (xf, xf_shape): (&str, &[usize]),
+    (wj, wj_shape): (&str, &[usize]),
+    offs: &[String],
+    init: &str,
+    ys: &[usize],
+) -> String {
+    let t = dt.mlir();
+    let (nb, group, og, pp) = (ys[0], ys[1], ys[2], ys[3]);
+    let j = offs.len();
     let v = e.fresh();
-    let yty = tty_of(dt, &ys);
-    let xty = tty_of(dt, &xf_shape);
-    let wty = tty_of(dt, &wj_shape);
+    let yty = tty_of(dt, ys);
+    let xty = tty_of(dt, xf_shape);
+    let wty = tty_of(dt, wj_shape);
     let vt = format!("vector<{KERNEL_LANES}x{t}>");
     let mut text = format!(
         "{v}_offs = arith.constant dense<[{}]> : tensor<{j}xindex>
@@ -340,8 +359,8 @@ fn conv_kernel(e: &mut Emitter, n: &N, s: KernelConv) -> String {
 {v}_z = arith.constant 0.0 : {t}
 {v} = scf.for {v}_n = {v}_c0 to {v}_nb step {v}_c1 iter_args({v}_ya = {init}) -> ({yty}) {{
 {v}_y1 = scf.for {v}_g = {v}_c0 to {v}_ng step {v}_c1 iter_args({v}_yb = {v}_ya) -> ({yty}) {{
-{v}_y2 = scf.for {v}_o = {v}_c0 to {v}_og step {v}_rows iter_args({v}_yc = {v}_yb) -> ({yty}) {{
-{v}_y3 = scf.for {v}_p = {v}_c0 to {v}_pp step {v}_lanes iter_args({v}_yd = {v}_yc) -> ({yty}) {{
+{v}_y2 = scf.for {v}_p = {v}_c0 to {v}_pp step {v}_lanes iter_args({v}_yc = {v}_yb) -> ({yty}) {{
+{v}_y3 = scf.for {v}_o = {v}_c0 to {v}_og step {v}_rows iter_args({v}_yd = {v}_yc) -> ({yty}) {{
 ",
         offs.join(", ")
     );
@@ -392,7 +411,7 @@ fn conv_kernel(e: &mut Emitter, n: &N, s: KernelConv) -> String {
     for l in text.lines() {
         e.line(l);
     }
-    plane_to_out(e, n, &v, &ys, s.wp)
+    v
 }
 
 /// Output pixels of one register block in `sparse_direct`: four 16-lane vectors.
@@ -794,6 +813,23 @@ pub(super) fn gemm(e: &mut Emitter, n: &N) -> Result<String> {
     } else {
         None
     };
+    // A dense constant [n, k] weight, 16k rows and 4k outputs: the register-blocked kernel.
+    let (rows, cols) = (out.shape[0], out.shape[1]);
+    let plain_c = !n.has(2) || n.in_ty(2).shape == [cols];
+    if e.cpu_kernels
+        && sparse.is_none()
+        && tb
+        && !ta
+        && dt == DType::F32
+        && alpha == 1.0
+        && beta == 1.0
+        && plain_c
+        && rows % KERNEL_LANES == 0
+        && cols % KERNEL_ROWS == 0
+        && n.g.konst(n.node.inputs[1].expect("present")).is_some()
+    {
+        return Ok(gemm_kernel(e, n));
+    }
     let (bs, bshape, be) = match wt {
         _ if sparse.is_some() => (String::new(), Vec::new(), Vec::new()),
         Some(w) => {
@@ -887,6 +923,57 @@ pub(super) fn gemm(e: &mut Emitter, n: &N) -> Result<String> {
         }
         v
     }))
+}
+
+/// `A W^T + b` with the register-blocked kernel, computed transposed: `out^T [n, m] =
+/// W A^T`, with blocks of 4 output features x 16 rows in registers over the whole k
+/// reduction (each step: one vector of A^T's row k and four broadcast weights).
+fn gemm_kernel(e: &mut Emitter, n: &N) -> String {
+    let a = n.in_ty(0).clone();
+    let out = n.out_ty(0).clone();
+    let dt = out.dtype;
+    let (m, nn) = (out.shape[0], out.shape[1]);
+    let k = a.shape[1];
+    let tag = WeightTag {
+        layer: n.node.name.clone(),
+        kind: "gemm",
+        out_dim: 0,
+        transposed: false,
+    };
+    let w = e.weight(n.node.inputs[1].expect("present"), &tag);
+    let wj_shape = [1, nn, k];
+    let wj = e.reshape(&w, dt, &[nn, k], &wj_shape);
+    let as_ = n.input(e, 0);
+    let at = map_to(
+        e,
+        vec![op(as_, dt, &a.shape, amap(2, &[d(1), d(0)]))],
+        dt,
+        &[k, m],
+    );
+    let xf_shape = [1, 1, k * m];
+    let xf = e.reshape(&at, dt, &[k, m], &xf_shape);
+    let offs: Vec<String> = (0..k).map(|i| (i * m).to_string()).collect();
+    let ys = [1, 1, nn, m];
+    let init = if n.has(2) {
+        let wname = n.g.values[n.node.inputs[1].expect("present")].name.clone();
+        let bs = e.bias(n.node.inputs[2].expect("present"), &wname);
+        let ins = vec![op(bs, dt, &[nn], amap(4, &[d(2)]))];
+        map(e, ins, dt, &ys, |_, x| x[0].clone())
+    } else {
+        fill_scalar(e, dt, &ys, 0.0)
+    };
+    let yt = blocked_kernel(e, dt, (&xf, &xf_shape), (&wj, &wj_shape), &offs, &init, &ys);
+    map_to(
+        e,
+        vec![op(
+            yt,
+            dt,
+            &ys,
+            amap(2, &["0".into(), "0".into(), d(1), d(0)]),
+        )],
+        dt,
+        &[m, nn],
+    )
 }
 
 /// `A W^T + b` for a CSR weight `W [n, k]` and a batch of `m >= 8` rows, computed

@@ -107,3 +107,31 @@ fn suite_models_match_onnxruntime() {
         report.join("\n")
     );
 }
+
+#[test]
+fn batched_cnn_kernels_match_onnxruntime() {
+    // MNIST CNN at batch 16: the register-blocked convolutions over 16 images and the
+    // blocked Gemm (16 rows x 128 features; the 10-feature Gemm takes the generic path).
+    let d = tempdir("batched");
+    let model = root().join("testdata/models/mnist_cnn_ccexam.onnx");
+    let inp = d.join("in.npz");
+    let mk = r#"
+import sys, numpy as np
+x = np.random.default_rng(5).random((16, 1, 28, 28)).astype(np.float32)
+np.savez(sys.argv[1], input=x)
+"#;
+    super::python_ok(mk, &[&inp]);
+    let out = d.join("out.npz");
+    let o = bonsai(&[
+        "run",
+        model.to_str().unwrap(),
+        "--input",
+        inp.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for (name, ok, err) in max_err_vs_ort(&model, &inp, &out) {
+        assert!(ok, "{name}: {err}");
+    }
+}
