@@ -197,7 +197,7 @@ pub fn compile_library(
 ) -> Result<Artifacts> {
     super::cpu::lower_to_llvm(mlir, module, sparse)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let engine = ExecutionEngine::new(module, 3, &[], true, true);
+    let engine = ExecutionEngine::new(module, super::cpu::JIT_OPT_LEVEL, &[], true, true);
     // SAFETY: the symbol has the C signature the generated code expects.
     unsafe { engine.register_symbol("memrefCopy", super::runtime::memref_copy as *mut ()) };
     if engine.lookup("_mlir__mlir_ciface_main").is_null() {
