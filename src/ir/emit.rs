@@ -82,6 +82,8 @@ pub struct Emitter<'g> {
     pub sparse_min: Option<f64>,
     /// See `lower::Options::cpu_kernels`.
     pub cpu_kernels: bool,
+    /// See `lower::Options::sparse_floors`.
+    pub sparse_floors: bool,
 }
 
 /// Operand of a generic: SSA name, type, indexing map.
@@ -111,6 +113,7 @@ impl<'g> Emitter<'g> {
             channel_consumers: HashMap::new(),
             sparse_min: None,
             cpu_kernels: false,
+            sparse_floors: false,
         };
         Emitter {
             prunable: plans
@@ -120,6 +123,7 @@ impl<'g> Emitter<'g> {
             channel_consumers,
             sparse_min: None,
             cpu_kernels: false,
+            sparse_floors: false,
             ..e
         }
     }
@@ -194,9 +198,19 @@ impl<'g> Emitter<'g> {
         s
     }
 
-    /// Whether `t` is an f32 weight at least `sparse_min` sparse (and not all zeros).
-    pub fn sparse_enough(&self, t: &Tensor) -> bool {
-        let Some(min) = self.sparse_min else {
+    /// `sparse_min`, raised to a kernel's `floor` when floors apply.
+    fn floored(&self, min: f64, floor: f64) -> f64 {
+        if self.sparse_floors {
+            min.max(floor)
+        } else {
+            min
+        }
+    }
+
+    /// Whether `t` is an f32 weight at least `sparse_min` and `floor` sparse (and not all
+    /// zeros).
+    pub fn sparse_enough(&self, t: &Tensor, floor: f64) -> bool {
+        let Some(min) = self.sparse_min.map(|m| self.floored(m, floor)) else {
             return false;
         };
         if t.dtype() != DType::F32 || t.is_empty() {
@@ -209,11 +223,16 @@ impl<'g> Emitter<'g> {
 
     /// A 2-D f32 weight `[rows, cols]` as a CSR sparse tensor assembled from constant
     /// position, coordinate and value buffers (no conversion at run time), if it is sparse
-    /// enough for `sparse_min`. `lead` splits the rows into leading dense levels (their
+    /// enough for `sparse_min` and `floor` (where the kernel pays). `lead` splits the rows into leading dense levels (their
     /// product is `rows`), e.g. `[groups, rows / groups]`. Returns the SSA value and its
     /// (encoded) tensor type.
-    pub fn sparse_weight(&mut self, t: &Tensor, lead: &[usize]) -> Option<(String, String)> {
-        let min = self.sparse_min?;
+    pub fn sparse_weight(
+        &mut self,
+        t: &Tensor,
+        lead: &[usize],
+        floor: f64,
+    ) -> Option<(String, String)> {
+        let min = self.floored(self.sparse_min?, floor);
         if t.shape.len() != 2 || t.dtype() != DType::F32 {
             return None;
         }

@@ -188,8 +188,9 @@ cc app.c -Ibuild/mnist -Lbuild/mnist -lmodel -Wl,-rpath,build/mnist"
         /// Output folder (created; its libmodel.so, model.h and model.json are replaced).
         #[arg(long, short)]
         output: PathBuf,
-        /// Compile weights at least this sparse as sparse kernels (default: all dense).
-        /// Direct sparse convolutions pay from about 0.5, the batch-1 CSR Gemm from about 0.9
+        /// Compile weights at least this sparse as sparse kernels (default: all dense), each
+        /// kernel only above the sparsity where it beats the dense code (direct convolution
+        /// 0.5, batched CSR Gemm 0.7, batch-1 CSR Gemm 0.9): 0 means "wherever it pays"
         /// (measure with `bonsai bench --kernels` or `bonsai bench MODEL --sparse-min`).
         #[arg(long, value_name = "SPARSITY")]
         sparse_min: Option<f64>,
@@ -295,6 +296,7 @@ fn real_main(cli: Cli) -> Result<()> {
             let opts = bonsai::ir::lower::Options {
                 sparse_min,
                 cpu_kernels: cpu || sparse_min.is_some(),
+                sparse_floors: true,
             };
             let text = bonsai::ir::lower::lower_with(&g, &opts)?;
             let mlir = bonsai::ir::Mlir::new();

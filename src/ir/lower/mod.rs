@@ -32,6 +32,10 @@ pub struct Options {
     /// vector ops) instead of the plain linalg form that the compression passes and the GPU
     /// pipeline work on.
     pub cpu_kernels: bool,
+    /// Use each sparse kernel only above the sparsity where it beats bonsai's dense code
+    /// (measured floors in `nn.rs`), whatever `sparse_min` allows. Off only to measure the
+    /// sparse kernels themselves (`bench --kernels`).
+    pub sparse_floors: bool,
 }
 
 impl Options {
@@ -40,6 +44,7 @@ impl Options {
         Options {
             sparse_min,
             cpu_kernels: true,
+            sparse_floors: true,
         }
     }
 }
@@ -67,6 +72,7 @@ pub fn lower_with(g: &Graph, opts: &Options) -> Result<String> {
     let mut e = Emitter::new(g);
     e.sparse_min = opts.sparse_min;
     e.cpu_kernels = opts.cpu_kernels;
+    e.sparse_floors = opts.sparse_floors;
     let mut args = Vec::new();
     for (i, inp) in g.inputs.iter().enumerate() {
         let ty = g

@@ -48,11 +48,17 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
     let wconst = n.g.konst(n.node.inputs[1].expect("present"));
     // Sparse stride-1 f32 convolutions run the direct kernel (`sparse_direct`); other
     // sparse ones go through im2col and the sparsifier (`sparse_conv`).
-    let direct =
-        e.cpu_kernels && plane && dt == DType::F32 && wconst.is_some_and(|t| e.sparse_enough(t));
-    let sparse = wconst
-        .filter(|_| !direct)
-        .and_then(|t| e.sparse_weight(&t.reshaped(vec![m, cg * kk]), &[group, og]));
+    let direct = e.cpu_kernels
+        && plane
+        && dt == DType::F32
+        && wconst.is_some_and(|t| e.sparse_enough(t, SPARSE_CONV_FLOOR));
+    let sparse = wconst.filter(|_| !direct).and_then(|t| {
+        e.sparse_weight(
+            &t.reshaped(vec![m, cg * kk]),
+            &[group, og],
+            SPARSE_CONV_FLOOR,
+        )
+    });
     let mut padded: Vec<usize> = (0..r)
         .map(|i| x.shape[2 + i] + (pads[i] + pads[i + r]) as usize)
         .collect();
@@ -259,6 +265,16 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
     });
     Ok(e.reshape(&y, dt, &yg, &out.shape))
 }
+
+/// Sparsity below which a sparse kernel is not used even when `--sparse-min` allows it,
+/// because bonsai's dense code for the same op is as fast or faster (`bonsai bench --kernels`,
+/// one thread, Zen 3): the direct sparse convolution breaks even with the blocked dense one
+/// near 50%; the batched CSR Gemm with the blocked dense Gemm near 65% (64x3136x128: CSR
+/// 1418 us at 50%, 835 us at 70%, dense 1084 us); the batch-1 CSR Gemm, which gathers the
+/// input at every non-zero, near 90% (128x3136: 35 us at 90%, dense 38-42 us).
+const SPARSE_CONV_FLOOR: f64 = 0.5;
+const CSR_BATCHED_FLOOR: f64 = 0.7;
+const CSR_ROWWISE_FLOOR: f64 = 0.9;
 
 /// Output channels and pixels of one register block in `conv_kernel`: 4 x 16 f32
 /// accumulators (eight AVX registers), updated from one input vector and four broadcast
@@ -806,18 +822,10 @@ pub(super) fn gemm(e: &mut Emitter, n: &N) -> Result<String> {
     } else {
         vec![d(0), d(1)]
     };
-    // A sparse enough constant weight in its ONNX layout [n, k] (transB) becomes CSR rows.
-    let sparse = if tb {
-        n.g.konst(n.node.inputs[1].expect("present"))
-            .and_then(|w| e.sparse_weight(w, &[]))
-    } else {
-        None
-    };
     // A dense constant [n, k] weight, 16k rows and 4k outputs: the register-blocked kernel.
     let (rows, cols) = (out.shape[0], out.shape[1]);
     let plain_c = !n.has(2) || n.in_ty(2).shape == [cols];
-    if e.cpu_kernels
-        && sparse.is_none()
+    let blocked = e.cpu_kernels
         && tb
         && !ta
         && dt == DType::F32
@@ -826,8 +834,23 @@ pub(super) fn gemm(e: &mut Emitter, n: &N) -> Result<String> {
         && plain_c
         && rows % KERNEL_LANES == 0
         && cols % KERNEL_ROWS == 0
-        && n.g.konst(n.node.inputs[1].expect("present")).is_some()
-    {
+        && n.g.konst(n.node.inputs[1].expect("present")).is_some();
+    // A sparse enough constant weight in its ONNX layout [n, k] (transB) becomes CSR rows,
+    // where CSR beats the dense code measured for the same rows (see the floors).
+    let floor = if rows < 8 {
+        CSR_ROWWISE_FLOOR
+    } else if blocked {
+        CSR_BATCHED_FLOOR
+    } else {
+        0.0
+    };
+    let sparse = if tb {
+        n.g.konst(n.node.inputs[1].expect("present"))
+            .and_then(|w| e.sparse_weight(w, &[], floor))
+    } else {
+        None
+    };
+    if blocked && sparse.is_none() {
         return Ok(gemm_kernel(e, n));
     }
     let (bs, bshape, be) = match wt {
