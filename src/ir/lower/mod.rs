@@ -4,6 +4,7 @@
 //! canonical op name that graph inference left on the node.
 
 mod elementwise;
+mod kernels;
 mod nn;
 mod scalar;
 mod shape;

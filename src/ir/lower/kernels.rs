@@ -1,0 +1,567 @@
+//! bonsai's own CPU kernels, emitted as scf and vector ops on tensors for the code-generation
+//! form (`lower::Options::cpu_kernels`): the register-blocked dense convolution and Gemm, the
+//! direct sparse convolution, and the sparse forms that go through MLIR's sparsifier
+//! (im2col + CSR for strided convolutions, the transposed CSR Gemm for batches). `nn.rs`
+//! decides which form an op takes.
+
+use super::elementwise::map;
+use super::nn::{fill_scalar, op};
+use super::N;
+use crate::error::Result;
+use crate::graph::{tensor::Data, DType, Tensor};
+use crate::ir::emit::{amap, d, tty_of, Emitter, Operand, WeightTag};
+
+/// Sparsity below which a sparse kernel is not used even when `--sparse-min` allows it,
+/// because bonsai's dense code for the same op is as fast or faster (`bonsai bench --kernels`,
+/// one thread, Zen 3): the direct sparse convolution breaks even with the blocked dense one
+/// near 50%; the batched CSR Gemm with the blocked dense Gemm near 65% (64x3136x128: CSR
+/// 1418 us at 50%, 835 us at 70%, dense 1084 us); the batch-1 CSR Gemm, which gathers the
+/// input at every non-zero, near 90% (128x3136: 35 us at 90%, dense 38-42 us).
+pub(super) const SPARSE_CONV_FLOOR: f64 = 0.5;
+pub(super) const CSR_BATCHED_FLOOR: f64 = 0.7;
+pub(super) const CSR_ROWWISE_FLOOR: f64 = 0.9;
+
+/// Output channels and pixels of one register block in `conv_kernel`: 4 x 16 f32
+/// accumulators (eight AVX registers), updated from one input vector and four broadcast
+/// weights per reduction step.
+pub(super) const KERNEL_ROWS: usize = 4;
+pub(super) const KERNEL_LANES: usize = 16;
+
+/// What `conv_kernel` needs from `conv`.
+pub(super) struct KernelConv<'a> {
+    pub(super) xg: &'a [usize],
+    pub(super) xg_s: &'a str,
+    /// The weight as `[G, Og, Cg, K...]`.
+    pub(super) w: &'a str,
+    pub(super) wshape: &'a [usize],
+    pub(super) wp: usize,
+    pub(super) pixels: usize,
+    pub(super) dil: &'a [i64],
+}
+
+/// Dense stride-1 convolution as an explicit register-blocked kernel over the flattened
+/// input plane: for each image, group, block of 4 output channels and 16 output pixels,
+/// the accumulators stay in registers across the whole reduction (c, k...), each step
+/// reading one 16-pixel input vector at a precomputed offset and 4 weights. (The linalg
+/// form reloads and stores the output at every step.)
+pub(super) fn conv_kernel(e: &mut Emitter, n: &N, s: KernelConv) -> String {
+    let x = n.in_ty(0).clone();
+    let dt = x.dtype;
+    let r = x.rank() - 2;
+    let (nb, group, cg, len) = (s.xg[0], s.xg[1], s.xg[2], s.xg[3]);
+    let og = s.wshape[1];
+    let ks = &s.wshape[3..];
+    let kk: usize = ks.iter().product();
+    let j = cg * kk;
+    let pp = s.pixels.next_multiple_of(KERNEL_LANES);
+    let xf_shape = [nb, group, cg * len];
+    let xf = e.reshape(s.xg_s, dt, s.xg, &xf_shape);
+    let wj_shape = [group, og, j];
+    let wj = e.reshape(s.w, dt, s.wshape, &wj_shape);
+    // Input offset of each reduction step (c, k...): c*len + sum k_i*dil_i*(row stride).
+    let mut offs = Vec::with_capacity(j);
+    for c in 0..cg {
+        for kf in 0..kk {
+            let (mut rem, mut o) = (kf, c * len);
+            for i in (0..r).rev() {
+                let k = rem % ks[i];
+                rem /= ks[i];
+                o += k * s.dil[i] as usize * if i + 1 < r { s.wp } else { 1 };
+            }
+            offs.push(o.to_string());
+        }
+    }
+    let ys = [nb, group, og, pp];
+    let init = if n.has(2) {
+        let wname = n.g.values[n.node.inputs[1].expect("present")].name.clone();
+        let bs = e.bias(n.node.inputs[2].expect("present"), &wname);
+        let b3 = e.reshape(&bs, dt, &[og * group], &[group, og]);
+        let ins = vec![op(b3, dt, &[group, og], amap(4, &[d(1), d(2)]))];
+        map(e, ins, dt, &ys, |_, a| a[0].clone())
+    } else {
+        fill_scalar(e, dt, &ys, 0.0)
+    };
+    let v = blocked_kernel(e, dt, (&xf, &xf_shape), (&wj, &wj_shape), &offs, &init, &ys);
+    plane_to_out(e, n, &v, &ys, s.wp)
+}
+
+/// The loops of the register-blocked kernel: `y [N, G, Og, P] += w [G, Og, J] * x`, where
+/// step j of output pixel p reads `x [N, G, L]` at `offs[j] + p`. Blocks of 4 output rows x
+/// 16 pixels are accumulated in registers over all J steps (each: one input vector and four
+/// broadcast weights). P must be a multiple of 16, and Og of 4; `init` is the starting y.
+fn blocked_kernel(
+    e: &mut Emitter,
+    dt: DType,
+    (xf, xf_shape): (&str, &[usize]),
+    (wj, wj_shape): (&str, &[usize]),
+    offs: &[String],
+    init: &str,
+    ys: &[usize],
+) -> String {
+    let t = dt.mlir();
+    let (nb, group, og, pp) = (ys[0], ys[1], ys[2], ys[3]);
+    let j = offs.len();
+    let v = e.fresh();
+    let yty = tty_of(dt, ys);
+    let xty = tty_of(dt, xf_shape);
+    let wty = tty_of(dt, wj_shape);
+    let vt = format!("vector<{KERNEL_LANES}x{t}>");
+    let mut text = format!(
+        "{v}_offs = arith.constant dense<[{}]> : tensor<{j}xindex>
+{v}_c0 = arith.constant 0 : index
+{v}_c1 = arith.constant 1 : index
+{v}_rows = arith.constant {KERNEL_ROWS} : index
+{v}_lanes = arith.constant {KERNEL_LANES} : index
+{v}_nb = arith.constant {nb} : index
+{v}_ng = arith.constant {group} : index
+{v}_og = arith.constant {og} : index
+{v}_pp = arith.constant {pp} : index
+{v}_nj = arith.constant {j} : index
+{v}_z = arith.constant 0.0 : {t}
+{v} = scf.for {v}_n = {v}_c0 to {v}_nb step {v}_c1 iter_args({v}_ya = {init}) -> ({yty}) {{
+{v}_y1 = scf.for {v}_g = {v}_c0 to {v}_ng step {v}_c1 iter_args({v}_yb = {v}_ya) -> ({yty}) {{
+{v}_y2 = scf.for {v}_p = {v}_c0 to {v}_pp step {v}_lanes iter_args({v}_yc = {v}_yb) -> ({yty}) {{
+{v}_y3 = scf.for {v}_o = {v}_c0 to {v}_og step {v}_rows iter_args({v}_yd = {v}_yc) -> ({yty}) {{
+",
+        offs.join(", ")
+    );
+    let rows: Vec<String> = (0..KERNEL_ROWS).map(|i| format!("{v}_o{i}")).collect();
+    text += &format!("{v}_o0 = arith.addi {v}_o, {v}_c0 : index\n");
+    for i in 1..KERNEL_ROWS {
+        text += &format!(
+            "{v}_k{i} = arith.constant {i} : index\n{v}_o{i} = arith.addi {v}_o, {v}_k{i} : index\n"
+        );
+    }
+    for (i, o) in rows.iter().enumerate() {
+        text += &format!(
+            "{v}_a{i} = vector.transfer_read {v}_yd[{v}_n, {v}_g, {o}, {v}_p], {v}_z {{in_bounds = [true]}} : {yty}, {vt}\n"
+        );
+    }
+    let accs: Vec<String> = (0..KERNEL_ROWS)
+        .map(|i| format!("{v}_s{i} = {v}_a{i}"))
+        .collect();
+    let vts = [vt.as_str(); KERNEL_ROWS].join(", ");
+    text += &format!(
+        "{v}_r:{KERNEL_ROWS} = scf.for {v}_j = {v}_c0 to {v}_nj step {v}_c1 iter_args({}) -> ({vts}) {{
+{v}_off = tensor.extract {v}_offs[{v}_j] : tensor<{j}xindex>
+{v}_q = arith.addi {v}_off, {v}_p : index
+{v}_xv = vector.transfer_read {xf}[{v}_n, {v}_g, {v}_q], {v}_z {{in_bounds = [true]}} : {xty}, {vt}
+",
+        accs.join(", ")
+    );
+    for (i, o) in rows.iter().enumerate() {
+        text += &format!(
+            "{v}_w{i} = tensor.extract {wj}[{v}_g, {o}, {v}_j] : {wty}
+{v}_b{i} = vector.broadcast {v}_w{i} : {t} to {vt}
+{v}_m{i} = vector.fma {v}_b{i}, {v}_xv, {v}_s{i} : {vt}
+"
+        );
+    }
+    let ms: Vec<String> = (0..KERNEL_ROWS).map(|i| format!("{v}_m{i}")).collect();
+    text += &format!("scf.yield {} : {vts}\n}}\n", ms.join(", "));
+    let mut cur = format!("{v}_yd");
+    for (i, o) in rows.iter().enumerate() {
+        text += &format!(
+            "{v}_t{i} = vector.transfer_write {v}_r#{i}, {cur}[{v}_n, {v}_g, {o}, {v}_p] {{in_bounds = [true]}} : {vt}, {yty}\n"
+        );
+        cur = format!("{v}_t{i}");
+    }
+    text += &format!(
+        "scf.yield {cur} : {yty}\n}}\nscf.yield {v}_y3 : {yty}\n}}\nscf.yield {v}_y2 : {yty}\n}}\nscf.yield {v}_y1 : {yty}\n}} {{bonsai.kernel = \"conv_blocked\"}}"
+    );
+    for l in text.lines() {
+        e.line(l);
+    }
+    v
+}
+
+/// Output pixels of one register block in `sparse_direct`: four 16-lane vectors.
+pub(super) const DIRECT_PIXELS: usize = 64;
+
+/// Direct sparse convolution (stride 1, plane form), for weights at least `sparse_min`
+/// sparse: the non-zeros of each output channel are listed with their input offsets
+/// (c*len + sum k_i*dil_i*row stride) and values; for each image, group, channel and
+/// block of 64 output pixels, the accumulators stay in registers while the loop over the
+/// channel's non-zeros reads four 16-pixel input vectors at the listed offset. No im2col;
+/// work is proportional to the non-zeros.
+pub(super) fn sparse_direct(e: &mut Emitter, n: &N, s: KernelConv, wt: &Tensor) -> String {
+    let x = n.in_ty(0).clone();
+    let dt = x.dtype;
+    let t = dt.mlir();
+    let r = x.rank() - 2;
+    let (nb, group, cg, len) = (s.xg[0], s.xg[1], s.xg[2], s.xg[3]);
+    let og = s.wshape[1];
+    let ks = &s.wshape[3..];
+    let kk: usize = ks.iter().product();
+    let j = cg * kk;
+    let pp = s.pixels.next_multiple_of(DIRECT_PIXELS);
+    let xf_shape = [nb, group, cg * len];
+    let xf = e.reshape(s.xg_s, dt, s.xg, &xf_shape);
+    let step_off = |jj: usize| -> usize {
+        let (c, kf) = (jj / kk, jj % kk);
+        let (mut rem, mut o) = (kf, c * len);
+        for i in (0..r).rev() {
+            let k = rem % ks[i];
+            rem /= ks[i];
+            o += k * s.dil[i] as usize * if i + 1 < r { s.wp } else { 1 };
+        }
+        o
+    };
+    let wv = wt.to_f64_vec();
+    let (mut pos, mut offs, mut vals) = (vec![0i32], Vec::new(), Vec::new());
+    for m in 0..group * og {
+        for jj in 0..j {
+            let w = wv[m * j + jj];
+            if w != 0.0 {
+                offs.push(step_off(jj) as i32);
+                vals.push(w as f32);
+            }
+        }
+        pos.push(offs.len() as i32);
+    }
+    let nnz = offs.len().max(1);
+    if offs.is_empty() {
+        offs.push(0);
+        vals.push(0.0);
+    }
+    let pos_c = e.constant(
+        &Tensor::new(vec![pos.len()], Data::I32(pos.clone())),
+        Some("direct_pos"),
+    );
+    let off_c = e.constant(&Tensor::new(vec![nnz], Data::I32(offs)), Some("direct_off"));
+    let val_c = e.constant(&Tensor::f32(vec![nnz], vals), Some("direct_val"));
+    let np1 = pos.len();
+    let ys = [nb, group, og, pp];
+    let init = if n.has(2) {
+        let wname = n.g.values[n.node.inputs[1].expect("present")].name.clone();
+        let bs = e.bias(n.node.inputs[2].expect("present"), &wname);
+        let b3 = e.reshape(&bs, dt, &[og * group], &[group, og]);
+        let ins = vec![op(b3, dt, &[group, og], amap(4, &[d(1), d(2)]))];
+        map(e, ins, dt, &ys, |_, a| a[0].clone())
+    } else {
+        fill_scalar(e, dt, &ys, 0.0)
+    };
+    let v = e.fresh();
+    let yty = tty_of(dt, &ys);
+    let xty = tty_of(dt, &xf_shape);
+    let vt = format!("vector<{KERNEL_LANES}x{t}>");
+    let nv = DIRECT_PIXELS / KERNEL_LANES;
+    let mut text = format!(
+        "{v}_c0 = arith.constant 0 : index
+{v}_c1 = arith.constant 1 : index
+{v}_blk = arith.constant {DIRECT_PIXELS} : index
+{v}_nb = arith.constant {nb} : index
+{v}_ng = arith.constant {group} : index
+{v}_og = arith.constant {og} : index
+{v}_pp = arith.constant {pp} : index
+{v}_z = arith.constant 0.0 : {t}
+{v} = scf.for {v}_n = {v}_c0 to {v}_nb step {v}_c1 iter_args({v}_ya = {init}) -> ({yty}) {{
+{v}_y1 = scf.for {v}_g = {v}_c0 to {v}_ng step {v}_c1 iter_args({v}_yb = {v}_ya) -> ({yty}) {{
+{v}_y2 = scf.for {v}_o = {v}_c0 to {v}_og step {v}_c1 iter_args({v}_yc = {v}_yb) -> ({yty}) {{
+{v}_gm = arith.muli {v}_g, {v}_og : index
+{v}_m = arith.addi {v}_gm, {v}_o : index
+{v}_m1 = arith.addi {v}_m, {v}_c1 : index
+{v}_lo32 = tensor.extract {pos_c}[{v}_m] : tensor<{np1}xi32>
+{v}_hi32 = tensor.extract {pos_c}[{v}_m1] : tensor<{np1}xi32>
+{v}_lo = arith.index_cast {v}_lo32 : i32 to index
+{v}_hi = arith.index_cast {v}_hi32 : i32 to index
+{v}_y3 = scf.for {v}_p = {v}_c0 to {v}_pp step {v}_blk iter_args({v}_yd = {v}_yc) -> ({yty}) {{
+"
+    );
+    let lanes: Vec<String> = (0..nv).map(|i| format!("{v}_p{i}")).collect();
+    for i in 0..nv {
+        text += &format!(
+            "{v}_l{i} = arith.constant {} : index\n{v}_p{i} = arith.addi {v}_p, {v}_l{i} : index\n",
+            i * KERNEL_LANES
+        );
+    }
+    for (i, p) in lanes.iter().enumerate() {
+        text += &format!(
+            "{v}_a{i} = vector.transfer_read {v}_yd[{v}_n, {v}_g, {v}_o, {p}], {v}_z {{in_bounds = [true]}} : {yty}, {vt}\n"
+        );
+    }
+    let accs: Vec<String> = (0..nv).map(|i| format!("{v}_s{i} = {v}_a{i}")).collect();
+    let vts = vec![vt.as_str(); nv].join(", ");
+    text += &format!(
+        "{v}_r:{nv} = scf.for {v}_e = {v}_lo to {v}_hi step {v}_c1 iter_args({}) -> ({vts}) {{
+{v}_off32 = tensor.extract {off_c}[{v}_e] : tensor<{nnz}xi32>
+{v}_off = arith.index_cast {v}_off32 : i32 to index
+{v}_w = tensor.extract {val_c}[{v}_e] : tensor<{nnz}x{t}>
+{v}_b = vector.broadcast {v}_w : {t} to {vt}
+",
+        accs.join(", ")
+    );
+    for (i, p) in lanes.iter().enumerate() {
+        text += &format!(
+            "{v}_q{i} = arith.addi {v}_off, {p} : index
+{v}_x{i} = vector.transfer_read {xf}[{v}_n, {v}_g, {v}_q{i}], {v}_z {{in_bounds = [true]}} : {xty}, {vt}
+{v}_m{i}x = vector.fma {v}_b, {v}_x{i}, {v}_s{i} : {vt}
+"
+        );
+    }
+    let ms: Vec<String> = (0..nv).map(|i| format!("{v}_m{i}x")).collect();
+    text += &format!("scf.yield {} : {vts}\n}}\n", ms.join(", "));
+    let mut cur = format!("{v}_yd");
+    for (i, p) in lanes.iter().enumerate() {
+        text += &format!(
+            "{v}_t{i} = vector.transfer_write {v}_r#{i}, {cur}[{v}_n, {v}_g, {v}_o, {p}] {{in_bounds = [true]}} : {vt}, {yty}\n"
+        );
+        cur = format!("{v}_t{i}");
+    }
+    text += &format!(
+        "scf.yield {cur} : {yty}\n}}\nscf.yield {v}_y3 : {yty}\n}}\nscf.yield {v}_y2 : {yty}\n}}\nscf.yield {v}_y1 : {yty}\n}} {{bonsai.kernel = \"sparse_direct\"}}"
+    );
+    for l in text.lines() {
+        e.line(l);
+    }
+    plane_to_out(e, n, &v, &ys, s.wp)
+}
+
+/// The plane-form result `[N, G, Og, P']` cut to the output: pixel (h, w) is plane pixel
+/// h*wp + w (rank 1: w).
+fn plane_to_out(e: &mut Emitter, n: &N, y: &str, ys: &[usize], wp: usize) -> String {
+    let out = n.out_ty(0).clone();
+    let dt = out.dtype;
+    let r = out.rank() - 2;
+    let mut os = ys[..3].to_vec();
+    os.extend(&out.shape[2..]);
+    if r == 1 {
+        // The first pixels of the plane, as they are.
+        let c = e.fresh();
+        e.line(&format!(
+            "{c} = tensor.extract_slice {y}[0, 0, 0, 0] [{}, {}, {}, {}] [1, 1, 1, 1] : {} to {}",
+            os[0],
+            os[1],
+            os[2],
+            os[3],
+            tty_of(dt, ys),
+            tty_of(dt, &os)
+        ));
+        return e.reshape(&c, dt, &os, &out.shape);
+    }
+    let q = format!("d3 * {wp} + d4");
+    let ins = vec![op(
+        y.to_string(),
+        dt,
+        ys,
+        amap(os.len(), &[d(0), d(1), d(2), q]),
+    )];
+    let o = map_to(e, ins, dt, &os);
+    e.reshape(&o, dt, &os, &out.shape)
+}
+
+/// What `sparse_conv` needs from `conv`.
+pub(super) struct SparseConv<'a> {
+    pub(super) xg: &'a [usize],
+    pub(super) xg_s: &'a str,
+    pub(super) strides: &'a [i64],
+    pub(super) dil: &'a [i64],
+    /// The weight as `[G, Og, Cg*K...]` with the last level compressed.
+    pub(super) weight: (String, String),
+}
+
+/// Strided convolution with a sparse weight: the input patches are laid out as im2col
+/// `[N, G, Cg*K..., P]` (P: the output pixels), then multiplied by the CSR weight
+/// `[G, Og, Cg*K...]`. The sparsifier emits, per image and output channel, a loop over the
+/// channel's non-zeros around the dense, contiguous pixel loop, which it vectorises (no
+/// gathers). (Stride-1 convolutions use `sparse_direct`, which needs no im2col.)
+pub(super) fn sparse_conv(e: &mut Emitter, n: &N, s: SparseConv) -> Result<String> {
+    let x = n.in_ty(0).clone();
+    let w = n.in_ty(1).clone();
+    let out = n.out_ty(0).clone();
+    let dt = x.dtype;
+    let r = x.rank() - 2;
+    let (nb, group, cg) = (s.xg[0], s.xg[1], s.xg[2]);
+    let og = w.shape[0] / group;
+    let ks = &w.shape[2..];
+    let kk: usize = ks.iter().product();
+    let osp = &out.shape[2..];
+    let p: usize = osp.iter().product();
+    // im2col loops: 0 a unit reduction (see below), 1 n, 2 g, 3 c, 4.. k..., then one per
+    // output dim.
+    let (kl, pl) = (4, 4 + r);
+    let nl = pl + r;
+    let mut xe = vec![d(1), d(2), d(3)];
+    for i in 0..r {
+        let (st, dl) = (s.strides[i], s.dil[i]);
+        xe.push(format!("d{} * {st} + d{} * {dl}", pl + i, kl + i));
+    }
+    let mut cshape = vec![nb, group, cg];
+    cshape.extend(ks);
+    cshape.extend(osp);
+    // The unit reduction loop (over a dummy operand, outermost so that the copy loop stays
+    // innermost) keeps linalg-fuse-elementwise-ops from folding the im2col into the sparse
+    // product, which the sparsifier would then densify.
+    let col0 = e.empty(dt, &cshape);
+    let ce: Vec<String> = (1..nl).map(d).collect();
+    let unit = fill_scalar(e, dt, &[1], 0.0);
+    let ins = vec![
+        op(s.xg_s.to_string(), dt, s.xg, amap(nl, &xe)),
+        op(unit, dt, &[1], amap(nl, &[d(0)])),
+    ];
+    let outop = op(col0, dt, &cshape, amap(nl, &ce));
+    let mut its = vec!["reduction"];
+    its.extend(vec!["parallel"; nl - 1]);
+    let col = e.generic(&ins, &outop, &its, |_, a| a[0].clone());
+    let cflat = [nb, group, cg * kk, p];
+    let col = e.reshape(&col, dt, &cshape, &cflat);
+
+    // Accumulator [N, G, Og, P]: bias broadcast, or zeros.
+    let ys = [nb, group, og, p];
+    let init = if n.has(2) {
+        let m = w.shape[0];
+        let wname = n.g.values[n.node.inputs[1].expect("present")].name.clone();
+        let bs = e.bias(n.node.inputs[2].expect("present"), &wname);
+        let b3 = e.reshape(&bs, dt, &[m], &[group, og]);
+        let ins = vec![op(b3, dt, &[group, og], amap(4, &[d(1), d(2)]))];
+        map(e, ins, dt, &ys, |_, a| a[0].clone())
+    } else {
+        fill_scalar(e, dt, &ys, 0.0)
+    };
+    // Loops (n, g, o, j, pixel).
+    let (ws, wty) = s.weight;
+    let ins = vec![
+        op(col, dt, &cflat, amap(5, &[d(0), d(1), d(3), d(4)])),
+        Operand {
+            ssa: ws,
+            ty: wty,
+            map: amap(5, &[d(1), d(2), d(3)]),
+            elem: dt.mlir(),
+        },
+    ];
+    let outop = op(init, dt, &ys, amap(5, &[d(0), d(1), d(2), d(4)]));
+    let t = dt.mlir();
+    let y = e.generic(
+        &ins,
+        &outop,
+        &["parallel", "parallel", "parallel", "reduction", "parallel"],
+        |b, a| {
+            let m = b.op(&format!("arith.mulf {}, {} : {t}", a[0], a[1]));
+            b.op(&format!("arith.addf {}, {m} : {t}", a[2]))
+        },
+    );
+    Ok(e.reshape(&y, dt, &ys, &out.shape))
+}
+
+/// A copy generic: `ins[0]` (with its own map) into a new tensor of `shape`.
+fn map_to(e: &mut Emitter, ins: Vec<Operand>, dt: DType, shape: &[usize]) -> String {
+    let init = e.empty(dt, shape);
+    let ident: Vec<String> = (0..shape.len()).map(d).collect();
+    let outop = op(init, dt, shape, amap(shape.len(), &ident));
+    e.generic(&ins, &outop, &vec!["parallel"; shape.len()], |_, a| {
+        a[0].clone()
+    })
+}
+
+/// `A W^T + b` with the register-blocked kernel, computed transposed: `out^T [n, m] =
+/// W A^T`, with blocks of 4 output features x 16 rows in registers over the whole k
+/// reduction (each step: one vector of A^T's row k and four broadcast weights).
+pub(super) fn gemm_kernel(e: &mut Emitter, n: &N) -> String {
+    let a = n.in_ty(0).clone();
+    let out = n.out_ty(0).clone();
+    let dt = out.dtype;
+    let (m, nn) = (out.shape[0], out.shape[1]);
+    let k = a.shape[1];
+    let tag = WeightTag {
+        layer: n.node.name.clone(),
+        kind: "gemm",
+        out_dim: 0,
+        transposed: false,
+    };
+    let w = e.weight(n.node.inputs[1].expect("present"), &tag);
+    let wj_shape = [1, nn, k];
+    let wj = e.reshape(&w, dt, &[nn, k], &wj_shape);
+    let as_ = n.input(e, 0);
+    let at = map_to(
+        e,
+        vec![op(as_, dt, &a.shape, amap(2, &[d(1), d(0)]))],
+        dt,
+        &[k, m],
+    );
+    let xf_shape = [1, 1, k * m];
+    let xf = e.reshape(&at, dt, &[k, m], &xf_shape);
+    let offs: Vec<String> = (0..k).map(|i| (i * m).to_string()).collect();
+    let ys = [1, 1, nn, m];
+    let init = if n.has(2) {
+        let wname = n.g.values[n.node.inputs[1].expect("present")].name.clone();
+        let bs = e.bias(n.node.inputs[2].expect("present"), &wname);
+        let ins = vec![op(bs, dt, &[nn], amap(4, &[d(2)]))];
+        map(e, ins, dt, &ys, |_, x| x[0].clone())
+    } else {
+        fill_scalar(e, dt, &ys, 0.0)
+    };
+    let yt = blocked_kernel(e, dt, (&xf, &xf_shape), (&wj, &wj_shape), &offs, &init, &ys);
+    map_to(
+        e,
+        vec![op(
+            yt,
+            dt,
+            &ys,
+            amap(2, &["0".into(), "0".into(), d(1), d(0)]),
+        )],
+        dt,
+        &[m, nn],
+    )
+}
+
+/// `A W^T + b` for a CSR weight `W [n, k]` and a batch of `m >= 8` rows, computed
+/// transposed: `out^T [n, m] = W A^T`. The sparsifier then loops, per output feature,
+/// over its non-zeros around a dense, contiguous loop along the batch, which it vectorises
+/// (row-wise CSR against `A [m, k]` would gather `A` at every non-zero instead).
+pub(super) fn sparse_gemm_batched(
+    e: &mut Emitter,
+    n: &N,
+    a: &str,
+    ashape: &[usize],
+    ta: bool,
+    (ws, wty): (String, String),
+) -> String {
+    let out = n.out_ty(0).clone();
+    let dt = out.dtype;
+    let (m, nn) = (out.shape[0], out.shape[1]);
+    let k = if ta { ashape[0] } else { ashape[1] };
+    // A^T [k, m] (a copy; A itself when transA).
+    let at = if ta {
+        a.to_string()
+    } else {
+        map_to(
+            e,
+            vec![op(a.to_string(), dt, ashape, amap(2, &[d(1), d(0)]))],
+            dt,
+            &[k, m],
+        )
+    };
+    let init = if n.has(2) {
+        let ins = vec![op(n.input(e, 2), dt, &[nn], amap(2, &[d(0)]))];
+        map(e, ins, dt, &[nn, m], |_, x| x[0].clone())
+    } else {
+        fill_scalar(e, dt, &[nn, m], 0.0)
+    };
+    // Loops (n, k, m).
+    let ins = vec![
+        op(at, dt, &[k, m], amap(3, &[d(1), d(2)])),
+        Operand {
+            ssa: ws,
+            ty: wty,
+            map: amap(3, &[d(0), d(1)]),
+            elem: dt.mlir(),
+        },
+    ];
+    let outop = op(init, dt, &[nn, m], amap(3, &[d(0), d(2)]));
+    let t = dt.mlir();
+    let yt = e.generic(
+        &ins,
+        &outop,
+        &["parallel", "reduction", "parallel"],
+        |b, x| {
+            let p = b.op(&format!("arith.mulf {}, {} : {t}", x[0], x[1]));
+            b.op(&format!("arith.addf {}, {p} : {t}", x[2]))
+        },
+    );
+    map_to(
+        e,
+        vec![op(yt, dt, &[nn, m], amap(2, &[d(1), d(0)]))],
+        dt,
+        &[m, nn],
+    )
+}
