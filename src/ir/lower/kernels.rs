@@ -72,15 +72,7 @@ pub(super) fn conv_kernel(e: &mut Emitter, n: &N, s: KernelConv) -> String {
         }
     }
     let ys = [nb, group, og, pp];
-    let init = if n.has(2) {
-        let wname = n.g.values[n.node.inputs[1].expect("present")].name.clone();
-        let bs = e.bias(n.node.inputs[2].expect("present"), &wname);
-        let b3 = e.reshape(&bs, dt, &[og * group], &[group, og]);
-        let ins = vec![op(b3, dt, &[group, og], amap(4, &[d(1), d(2)]))];
-        map(e, ins, dt, &ys, |_, a| a[0].clone())
-    } else {
-        fill_scalar(e, dt, &ys, 0.0)
-    };
+    let init = conv_init(e, n, dt, &ys);
     let v = blocked_kernel(e, dt, (&xf, &xf_shape), (&wj, &wj_shape), &offs, &init, &ys);
     plane_to_out(e, n, &v, &ys, s.wp)
 }
@@ -132,11 +124,11 @@ fn blocked_kernel(
             "{v}_k{i} = arith.constant {i} : index\n{v}_o{i} = arith.addi {v}_o, {v}_k{i} : index\n"
         );
     }
-    for (i, o) in rows.iter().enumerate() {
-        text += &format!(
-            "{v}_a{i} = vector.transfer_read {v}_yd[{v}_n, {v}_g, {o}, {v}_p], {v}_z {{in_bounds = [true]}} : {yty}, {vt}\n"
-        );
-    }
+    let at: Vec<String> = rows
+        .iter()
+        .map(|o| format!("{v}_n, {v}_g, {o}, {v}_p"))
+        .collect();
+    text += &read_block(&v, &at, &yty, &vt);
     let accs: Vec<String> = (0..KERNEL_ROWS)
         .map(|i| format!("{v}_s{i} = {v}_a{i}"))
         .collect();
@@ -159,16 +151,7 @@ fn blocked_kernel(
     }
     let ms: Vec<String> = (0..KERNEL_ROWS).map(|i| format!("{v}_m{i}")).collect();
     text += &format!("scf.yield {} : {vts}\n}}\n", ms.join(", "));
-    let mut cur = format!("{v}_yd");
-    for (i, o) in rows.iter().enumerate() {
-        text += &format!(
-            "{v}_t{i} = vector.transfer_write {v}_r#{i}, {cur}[{v}_n, {v}_g, {o}, {v}_p] {{in_bounds = [true]}} : {vt}, {yty}\n"
-        );
-        cur = format!("{v}_t{i}");
-    }
-    text += &format!(
-        "scf.yield {cur} : {yty}\n}}\nscf.yield {v}_y3 : {yty}\n}}\nscf.yield {v}_y2 : {yty}\n}}\nscf.yield {v}_y1 : {yty}\n}} {{bonsai.kernel = \"conv_blocked\"}}"
-    );
+    text += &write_block_and_close(&v, &at, &yty, &vt, "conv_blocked");
     for l in text.lines() {
         e.line(l);
     }
@@ -232,15 +215,7 @@ pub(super) fn sparse_direct(e: &mut Emitter, n: &N, s: KernelConv, wt: &Tensor) 
     let val_c = e.constant(&Tensor::f32(vec![nnz], vals), Some("direct_val"));
     let np1 = pos.len();
     let ys = [nb, group, og, pp];
-    let init = if n.has(2) {
-        let wname = n.g.values[n.node.inputs[1].expect("present")].name.clone();
-        let bs = e.bias(n.node.inputs[2].expect("present"), &wname);
-        let b3 = e.reshape(&bs, dt, &[og * group], &[group, og]);
-        let ins = vec![op(b3, dt, &[group, og], amap(4, &[d(1), d(2)]))];
-        map(e, ins, dt, &ys, |_, a| a[0].clone())
-    } else {
-        fill_scalar(e, dt, &ys, 0.0)
-    };
+    let init = conv_init(e, n, dt, &ys);
     let v = e.fresh();
     let yty = tty_of(dt, &ys);
     let xty = tty_of(dt, &xf_shape);
@@ -275,11 +250,11 @@ pub(super) fn sparse_direct(e: &mut Emitter, n: &N, s: KernelConv, wt: &Tensor) 
             i * KERNEL_LANES
         );
     }
-    for (i, p) in lanes.iter().enumerate() {
-        text += &format!(
-            "{v}_a{i} = vector.transfer_read {v}_yd[{v}_n, {v}_g, {v}_o, {p}], {v}_z {{in_bounds = [true]}} : {yty}, {vt}\n"
-        );
-    }
+    let at: Vec<String> = lanes
+        .iter()
+        .map(|p| format!("{v}_n, {v}_g, {v}_o, {p}"))
+        .collect();
+    text += &read_block(&v, &at, &yty, &vt);
     let accs: Vec<String> = (0..nv).map(|i| format!("{v}_s{i} = {v}_a{i}")).collect();
     let vts = vec![vt.as_str(); nv].join(", ");
     text += &format!(
@@ -301,20 +276,51 @@ pub(super) fn sparse_direct(e: &mut Emitter, n: &N, s: KernelConv, wt: &Tensor) 
     }
     let ms: Vec<String> = (0..nv).map(|i| format!("{v}_m{i}x")).collect();
     text += &format!("scf.yield {} : {vts}\n}}\n", ms.join(", "));
-    let mut cur = format!("{v}_yd");
-    for (i, p) in lanes.iter().enumerate() {
-        text += &format!(
-            "{v}_t{i} = vector.transfer_write {v}_r#{i}, {cur}[{v}_n, {v}_g, {v}_o, {p}] {{in_bounds = [true]}} : {vt}, {yty}\n"
-        );
-        cur = format!("{v}_t{i}");
-    }
-    text += &format!(
-        "scf.yield {cur} : {yty}\n}}\nscf.yield {v}_y3 : {yty}\n}}\nscf.yield {v}_y2 : {yty}\n}}\nscf.yield {v}_y1 : {yty}\n}} {{bonsai.kernel = \"sparse_direct\"}}"
-    );
+    text += &write_block_and_close(&v, &at, &yty, &vt, "sparse_direct");
     for l in text.lines() {
         e.line(l);
     }
     plane_to_out(e, n, &v, &ys, s.wp)
+}
+
+/// The accumulator of a convolution, `ys = [N, G, Og, ...]`: its bias broadcast over
+/// everything but (G, Og), or zeros.
+pub(super) fn conv_init(e: &mut Emitter, n: &N, dt: DType, ys: &[usize]) -> String {
+    if !n.has(2) {
+        return fill_scalar(e, dt, ys, 0.0);
+    }
+    let (group, og) = (ys[1], ys[2]);
+    let wname = n.g.values[n.node.inputs[1].expect("present")].name.clone();
+    let bs = e.bias(n.node.inputs[2].expect("present"), &wname);
+    let b3 = e.reshape(&bs, dt, &[group * og], &[group, og]);
+    let ins = vec![op(b3, dt, &[group, og], amap(ys.len(), &[d(1), d(2)]))];
+    map(e, ins, dt, ys, |_, a| a[0].clone())
+}
+
+/// The accumulators of one register block: `{v}_a{i}` read from `{v}_yd` at `at[i]`.
+fn read_block(v: &str, at: &[String], yty: &str, vt: &str) -> String {
+    at.iter()
+        .enumerate()
+        .map(|(i, ix)| {
+            format!("{v}_a{i} = vector.transfer_read {v}_yd[{ix}], {v}_z {{in_bounds = [true]}} : {yty}, {vt}\n")
+        })
+        .collect()
+}
+
+/// Write the reduction's results `{v}_r#i` back at `at[i]`, then close the four loops
+/// (pixel/row blocks, groups, images) of a kernel tagged `bonsai.kernel = kind`.
+fn write_block_and_close(v: &str, at: &[String], yty: &str, vt: &str, kind: &str) -> String {
+    let mut text = String::new();
+    let mut cur = format!("{v}_yd");
+    for (i, ix) in at.iter().enumerate() {
+        text += &format!(
+            "{v}_t{i} = vector.transfer_write {v}_r#{i}, {cur}[{ix}] {{in_bounds = [true]}} : {vt}, {yty}\n"
+        );
+        cur = format!("{v}_t{i}");
+    }
+    text + &format!(
+        "scf.yield {cur} : {yty}\n}}\nscf.yield {v}_y3 : {yty}\n}}\nscf.yield {v}_y2 : {yty}\n}}\nscf.yield {v}_y1 : {yty}\n}} {{bonsai.kernel = \"{kind}\"}}"
+    )
 }
 
 /// The plane-form result `[N, G, Og, P']` cut to the output: pixel (h, w) is plane pixel
@@ -408,16 +414,7 @@ pub(super) fn sparse_conv(e: &mut Emitter, n: &N, s: SparseConv) -> Result<Strin
 
     // Accumulator [N, G, Og, P]: bias broadcast, or zeros.
     let ys = [nb, group, og, p];
-    let init = if n.has(2) {
-        let m = w.shape[0];
-        let wname = n.g.values[n.node.inputs[1].expect("present")].name.clone();
-        let bs = e.bias(n.node.inputs[2].expect("present"), &wname);
-        let b3 = e.reshape(&bs, dt, &[m], &[group, og]);
-        let ins = vec![op(b3, dt, &[group, og], amap(4, &[d(1), d(2)]))];
-        map(e, ins, dt, &ys, |_, a| a[0].clone())
-    } else {
-        fill_scalar(e, dt, &ys, 0.0)
-    };
+    let init = conv_init(e, n, dt, &ys);
     // Loops (n, g, o, j, pixel).
     let (ws, wty) = s.weight;
     let ins = vec![

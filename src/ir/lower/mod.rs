@@ -6,6 +6,7 @@
 mod elementwise;
 mod kernels;
 mod nn;
+mod reduce;
 mod scalar;
 mod shape;
 
@@ -143,11 +144,11 @@ fn lower_node(e: &mut Emitter, node: &Node) -> Result<()> {
         "Conv" => nn::conv(e, &n)?,
         "MatMul" => nn::matmul(e, &n)?,
         "Gemm" => nn::gemm(e, &n)?,
-        "MaxPool" | "AveragePool" => nn::pool(e, &n)?,
-        "GlobalAveragePool" | "GlobalMaxPool" => nn::global_pool(e, &n)?,
+        "MaxPool" | "AveragePool" => reduce::pool(e, &n)?,
+        "GlobalAveragePool" | "GlobalMaxPool" => reduce::global_pool(e, &n)?,
         "BatchNormalization" => elementwise::batchnorm(e, &n)?,
-        "Softmax" | "LogSoftmax" => nn::softmax(e, &n)?,
-        op if op.starts_with("Reduce") => nn::reduce(e, &n)?,
+        "Softmax" | "LogSoftmax" => reduce::softmax(e, &n)?,
+        op if op.starts_with("Reduce") => reduce::reduce(e, &n)?,
         "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => shape::reshape(e, &n),
         "Expand" => shape::expand(e, &n),
         "Transpose" => shape::transpose(e, &n),

@@ -44,6 +44,24 @@ pub fn max_err_vs_ort(model: &Path, inputs: &Path, ours: &Path) -> Vec<(String, 
         .collect()
 }
 
+/// `bonsai run MODEL --input INP -o OUT`, which must succeed.
+fn run(model: &Path, inp: &Path, out: &Path) {
+    let o = bonsai(&[
+        "run",
+        model.to_str().unwrap(),
+        "--input",
+        inp.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        o.status.success(),
+        "{}: {}",
+        model.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 const MODELS: &[&str] = &[
     "mnist_cnn_ccexam",
     "mnist_cnn_digit_recognizer",
@@ -77,19 +95,7 @@ fn suite_models_match_onnxruntime() {
         assert!(st.success(), "making inputs for {m}");
         let inp = d.join(format!("{m}.inputs.npz"));
         let out = d.join(format!("{m}.bonsai.npz"));
-        let o = bonsai(&[
-            "run",
-            model.to_str().unwrap(),
-            "--input",
-            inp.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ]);
-        assert!(
-            o.status.success(),
-            "{m}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        run(&model, &inp, &out);
         for (name, ok, err) in max_err_vs_ort(&model, &inp, &out) {
             report.push(format!(
                 "{m:28} {name:32} {err} {}",
@@ -122,15 +128,7 @@ np.savez(sys.argv[1], input=x)
 "#;
     super::python_ok(mk, &[&inp]);
     let out = d.join("out.npz");
-    let o = bonsai(&[
-        "run",
-        model.to_str().unwrap(),
-        "--input",
-        inp.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    run(&model, &inp, &out);
     for (name, ok, err) in max_err_vs_ort(&model, &inp, &out) {
         assert!(ok, "{name}: {err}");
     }

@@ -1,0 +1,322 @@
+//! Windows and reductions: pooling, Reduce*, Softmax.
+
+use super::elementwise::{map, operands};
+use super::nn::{fill_scalar, op};
+use super::shape::pad_with;
+use super::{scalar, N};
+use crate::error::Result;
+use crate::graph::{DType, Tensor};
+use crate::ir::emit::{amap, bcast_map, d, flit, Emitter};
+
+/// Max/average pooling over (n, c, out..., k...), with a window operand giving the kernel
+/// loop bounds (as linalg's pooling ops do).
+pub(super) fn pool(e: &mut Emitter, n: &N) -> Result<String> {
+    let x = n.in_ty(0).clone();
+    let out = n.out_ty(0).clone();
+    let dt = x.dtype;
+    let r = x.rank() - 2;
+    let kernel: Vec<usize> = n.ints("kernel").iter().map(|&k| k as usize).collect();
+    let strides = n.ints("strides");
+    let dil = n.ints("dilations");
+    let pads = n.ints("pads");
+    let is_max = n.node.op == "MaxPool";
+    // Pad so every window lies inside; ceil mode may need extra room at the end.
+    let mut pshape = x.shape.clone();
+    let mut full = vec![0i64; 2 * (r + 2)];
+    for i in 0..r {
+        let need = (out.shape[2 + i] as i64 - 1) * strides[i] + (kernel[i] as i64 - 1) * dil[i] + 1;
+        let end = (need - x.shape[2 + i] as i64 - pads[i]).max(pads[i + r]);
+        full[2 + i] = pads[i];
+        full[r + 2 + 2 + i] = end;
+        pshape[2 + i] = (x.shape[2 + i] as i64 + pads[i] + end) as usize;
+    }
+    let padv = if is_max {
+        flit(dt, f64::NEG_INFINITY)
+    } else {
+        flit(dt, 0.0)
+    };
+    let xs = n.input(e, 0);
+    let xp = pad_with(e, &xs, dt, &x.shape, &full, &padv, &pshape);
+    let nl = 2 + 2 * r;
+    let mut xe = vec![d(0), d(1)];
+    for i in 0..r {
+        let a = if strides[i] == 1 {
+            d(2 + i)
+        } else {
+            format!("d{} * {}", 2 + i, strides[i])
+        };
+        let b = if dil[i] == 1 {
+            d(2 + r + i)
+        } else {
+            format!("d{} * {}", 2 + r + i, dil[i])
+        };
+        xe.push(format!("{a} + {b}"));
+    }
+    let win = e.empty(dt, &kernel);
+    let ke: Vec<String> = (0..r).map(|i| d(2 + r + i)).collect();
+    let ins = vec![
+        op(xp, dt, &pshape, amap(nl, &xe)),
+        op(win, dt, &kernel, amap(nl, &ke)),
+    ];
+    let init = fill_scalar(
+        e,
+        dt,
+        &out.shape,
+        if is_max { f64::NEG_INFINITY } else { 0.0 },
+    );
+    let ye: Vec<String> = (0..2 + r).map(d).collect();
+    let outop = op(init, dt, &out.shape, amap(nl, &ye));
+    let mut its = vec!["parallel"; 2 + r];
+    its.extend(vec!["reduction"; r]);
+    let t = dt.mlir();
+    let acc = e.generic(&ins, &outop, &its, |b, a| {
+        if is_max {
+            b.op(&format!("arith.maximumf {}, {} : {t}", a[2], a[0]))
+        } else {
+            b.op(&format!("arith.addf {}, {} : {t}", a[2], a[0]))
+        }
+    });
+    if is_max {
+        return Ok(acc);
+    }
+    // Divisor per output position, computed here: window cells inside the input (or inside
+    // the declared padding when count_include_pad).
+    let cip = n.node.attrs.int_or("count_include_pad", 0) != 0;
+    let osp = &out.shape[2..];
+    let mut counts = Vec::with_capacity(osp.iter().product());
+    crate::graph::fold::for_each_index(osp, |pos| {
+        let mut cnt = 1i64;
+        for i in 0..r {
+            let (lo, hi) = if cip {
+                (-pads[i], x.shape[2 + i] as i64 + pads[i + r])
+            } else {
+                (0, x.shape[2 + i] as i64)
+            };
+            let start = pos[i] as i64 * strides[i] - pads[i];
+            let c = (0..kernel[i] as i64)
+                .map(|k| start + k * dil[i])
+                .filter(|&p| p >= lo && p < hi)
+                .count() as i64;
+            cnt *= c;
+        }
+        counts.push(cnt.max(1) as f64);
+    });
+    let mut cshape = vec![1, 1];
+    cshape.extend(osp);
+    let ct = e.constant(
+        &Tensor::from_f64(dt, cshape.clone(), &counts),
+        Some("pool_count"),
+    );
+    let ins = vec![
+        op(acc, dt, &out.shape, bcast_map(&out.shape, &out.shape)),
+        op(ct, dt, &cshape, bcast_map(&cshape, &out.shape)),
+    ];
+    Ok(map(e, ins, dt, &out.shape, |b, a| {
+        b.op(&format!("arith.divf {}, {} : {t}", a[0], a[1]))
+    }))
+}
+
+pub(super) fn global_pool(e: &mut Emitter, n: &N) -> Result<String> {
+    let x = n.in_ty(0).clone();
+    let axes: Vec<usize> = (2..x.rank()).collect();
+    let kind = if n.node.op == "GlobalMaxPool" {
+        "ReduceMax"
+    } else {
+        "ReduceMean"
+    };
+    let s = n.input(e, 0);
+    Ok(reduce_impl(e, kind, &s, x.dtype, &x.shape, &axes, true))
+}
+
+pub(super) fn reduce(e: &mut Emitter, n: &N) -> Result<String> {
+    let x = n.in_ty(0).clone();
+    let axes: Vec<usize> = n.ints("axes").iter().map(|&a| a as usize).collect();
+    let keep = n.node.attrs.int_or("keepdims", 1) != 0;
+    let s = n.input(e, 0);
+    if axes.is_empty() {
+        // noop_with_empty_axes: the op still applies its elementwise part.
+        return Ok(match n.node.op.as_str() {
+            "ReduceSumSquare" | "ReduceL1" | "ReduceL2" => {
+                let ins = operands(e, n, &[0], &x.shape);
+                let t = x.dtype.mlir();
+                let o = n.node.op.clone();
+                map(e, ins, x.dtype, &x.shape, |b, a| match o.as_str() {
+                    "ReduceSumSquare" => b.op(&format!("arith.mulf {}, {} : {t}", a[0], a[0])),
+                    _ => b.op(&format!("math.absf {} : {t}", a[0])),
+                })
+            }
+            _ => s,
+        });
+    }
+    Ok(reduce_impl(
+        e, &n.node.op, &s, x.dtype, &x.shape, &axes, keep,
+    ))
+}
+
+/// Reduce `x` over `axes`; keepdims keeps them as size 1.
+pub(super) fn reduce_impl(
+    e: &mut Emitter,
+    kind: &str,
+    x: &str,
+    dt: DType,
+    shape: &[usize],
+    axes: &[usize],
+    keep: bool,
+) -> String {
+    let rank = shape.len();
+    let mut oshape = Vec::new();
+    let mut oe = Vec::new();
+    for (i, &n) in shape.iter().enumerate() {
+        if axes.contains(&i) {
+            if keep {
+                oshape.push(1);
+                oe.push("0".to_string());
+            }
+        } else {
+            oshape.push(n);
+            oe.push(d(i));
+        }
+    }
+    let f = dt.is_float();
+    // f32 sums accumulate in f64: long sequential f32 sums lose digits that models computing
+    // variance as E[x^2] - E[x]^2 (Magika's LayerNorm) then amplify.
+    let summing = matches!(
+        kind,
+        "ReduceSum" | "ReduceMean" | "ReduceSumSquare" | "ReduceL1" | "ReduceL2"
+    );
+    let acc_dt = if dt == DType::F32 && summing {
+        DType::F64
+    } else {
+        dt
+    };
+    let initv: f64 = match kind {
+        "ReduceMax" => f64::NEG_INFINITY,
+        "ReduceMin" => f64::INFINITY,
+        "ReduceProd" => 1.0,
+        _ => 0.0,
+    };
+    let init = if f {
+        fill_scalar(e, acc_dt, &oshape, initv)
+    } else {
+        let v = match (kind, dt) {
+            ("ReduceMax", DType::I32) => i32::MIN as i64,
+            ("ReduceMax", DType::I8) => i8::MIN as i64,
+            ("ReduceMax", DType::U8) => 0,
+            ("ReduceMax", _) => i64::MIN,
+            ("ReduceMin", DType::I32) => i32::MAX as i64,
+            ("ReduceMin", DType::I8) => i8::MAX as i64,
+            ("ReduceMin", DType::U8) => -1,
+            ("ReduceMin", _) => i64::MAX,
+            ("ReduceProd", _) => 1,
+            _ => 0,
+        };
+        let c = e.scalar_i(dt, v);
+        e.filled(dt, &oshape, &c)
+    };
+    let ins = vec![op(x.to_string(), dt, shape, bcast_map(shape, shape))];
+    let outop = op(init, acc_dt, &oshape, amap(rank, &oe));
+    let its: Vec<&str> = (0..rank)
+        .map(|i| {
+            if axes.contains(&i) {
+                "reduction"
+            } else {
+                "parallel"
+            }
+        })
+        .collect();
+    let t = acc_dt.mlir();
+    let k = kind.to_string();
+    let widen = acc_dt != dt;
+    let acc = e.generic(&ins, &outop, &its, |b, a| {
+        let acc = &a[1];
+        let v = if widen {
+            b.op(&format!("arith.extf {} : {} to {t}", a[0], dt.mlir()))
+        } else {
+            a[0].clone()
+        };
+        match k.as_str() {
+            "ReduceMax" => scalar::binary(b, "Max", dt, acc, &v).expect("max"),
+            "ReduceMin" => scalar::binary(b, "Min", dt, acc, &v).expect("min"),
+            "ReduceProd" => scalar::binary(b, "Mul", dt, acc, &v).expect("mul"),
+            "ReduceSumSquare" | "ReduceL2" => {
+                let sq = b.op(&format!("arith.mulf {v}, {v} : {t}"));
+                b.op(&format!("arith.addf {acc}, {sq} : {t}"))
+            }
+            "ReduceL1" => {
+                let ab = b.op(&format!("math.absf {v} : {t}"));
+                b.op(&format!("arith.addf {acc}, {ab} : {t}"))
+            }
+            _ => scalar::binary(b, "Add", acc_dt, acc, &v).expect("add"),
+        }
+    });
+    let count: usize = axes.iter().map(|&a| shape[a]).product();
+    if !matches!(kind, "ReduceMean" | "ReduceL2") && !widen {
+        return acc;
+    }
+    let ins = vec![op(acc, acc_dt, &oshape, bcast_map(&oshape, &oshape))];
+    let k = kind.to_string();
+    map(e, ins, dt, &oshape, |b, a| {
+        let mut v = a[0].clone();
+        if k == "ReduceMean" {
+            let c = scalar::cst(b, acc_dt, count as f64);
+            v = b.op(&format!("arith.divf {v}, {c} : {t}"));
+        } else if k == "ReduceL2" {
+            v = b.op(&format!("math.sqrt {v} : {t}"));
+        }
+        if widen {
+            v = b.op(&format!("arith.truncf {v} : {t} to {}", dt.mlir()));
+        }
+        v
+    })
+}
+
+/// softmax(x) = exp(x - max) / sum(exp(x - max)) over `axis` (or axis.. for opset < 13).
+pub(super) fn softmax(e: &mut Emitter, n: &N) -> Result<String> {
+    let x = n.in_ty(0).clone();
+    let dt = x.dtype;
+    let t = dt.mlir();
+    let axis = n.node.attrs.int_or("axis", 0) as usize;
+    let legacy = n.node.attrs.int_or("legacy", 0) != 0;
+    let axes: Vec<usize> = if legacy {
+        (axis..x.rank()).collect()
+    } else {
+        vec![axis]
+    };
+    let s = n.input(e, 0);
+    let mx = reduce_impl(e, "ReduceMax", &s, dt, &x.shape, &axes, true);
+    let mut rshape = x.shape.clone();
+    for &a in &axes {
+        rshape[a] = 1;
+    }
+    let full = bcast_map(&x.shape, &x.shape);
+    let ins = vec![
+        op(s.clone(), dt, &x.shape, full.clone()),
+        op(mx, dt, &rshape, bcast_map(&rshape, &x.shape)),
+    ];
+    let ex = map(e, ins, dt, &x.shape, |b, a| {
+        let d = b.op(&format!("arith.subf {}, {} : {t}", a[0], a[1]));
+        b.op(&format!("math.exp {d} : {t}"))
+    });
+    let sum = reduce_impl(e, "ReduceSum", &ex, dt, &x.shape, &axes, true);
+    if n.node.op == "LogSoftmax" {
+        // x - max - log(sum)
+        let mx2 = reduce_impl(e, "ReduceMax", &s, dt, &x.shape, &axes, true);
+        let ins = vec![
+            op(s, dt, &x.shape, full),
+            op(mx2, dt, &rshape, bcast_map(&rshape, &x.shape)),
+            op(sum, dt, &rshape, bcast_map(&rshape, &x.shape)),
+        ];
+        return Ok(map(e, ins, dt, &x.shape, |b, a| {
+            let d = b.op(&format!("arith.subf {}, {} : {t}", a[0], a[1]));
+            let l = b.op(&format!("math.log {} : {t}", a[2]));
+            b.op(&format!("arith.subf {d}, {l} : {t}"))
+        }));
+    }
+    let ins = vec![
+        op(ex, dt, &x.shape, full),
+        op(sum, dt, &rshape, bcast_map(&rshape, &x.shape)),
+    ];
+    Ok(map(e, ins, dt, &x.shape, |b, a| {
+        b.op(&format!("arith.divf {}, {} : {t}", a[0], a[1]))
+    }))
+}
