@@ -97,6 +97,9 @@ impl Compiled {
         let sparsifier = crate::ir::lower::uses_sparse(&text);
         let sparse = crate::ir::lower::sparse_weights(&text) > 0;
         let mut module = mlir.parse(&text)?;
+        if opts.gpu_math {
+            crate::codegen::gpu_math::expand_math(&mlir, &mut module)?;
+        }
         let ins: Vec<TensorType> = graph
             .inputs
             .iter()

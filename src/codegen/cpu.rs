@@ -36,12 +36,26 @@ macro_rules! sparse_head {
     };
 }
 
-/// The steps after bufferization, shared by both.
+/// The steps after bufferization, shared by both: results to out parameters and buffer
+/// deallocation, then the rest down to the LLVM dialect.
 macro_rules! lower_tail {
     () => {
+        concat!(dealloc!(), ",", to_llvm!())
+    };
+}
+use lower_tail;
+
+macro_rules! dealloc {
+    () => {
         "buffer-results-to-out-params{modify-public-functions hoist-static-allocs},\
-buffer-deallocation-pipeline,\
-func.func(convert-linalg-to-loops),\
+buffer-deallocation-pipeline"
+    };
+}
+use dealloc;
+
+macro_rules! to_llvm {
+    () => {
+        "func.func(convert-linalg-to-loops),\
 expand-strided-metadata,\
 lower-affine,\
 convert-scf-to-cf,\
@@ -53,7 +67,7 @@ convert-to-llvm,\
 reconcile-unrealized-casts"
     };
 }
-use lower_tail;
+use to_llvm;
 
 /// The same for modules with `#sparse_tensor` weights.
 pub const SPARSE_LOWER_TO_LLVM: &str =
@@ -71,7 +85,9 @@ pub fn lower_to_llvm(mlir: &Mlir, module: &mut Module, sparse: bool) -> Result<(
     };
     run_upstream(mlir, module, head)?;
     allow_contraction(mlir, module);
-    run_upstream(mlir, module, concat!("builtin.module(", lower_tail!(), ")"))
+    run_upstream(mlir, module, concat!("builtin.module(", dealloc!(), ")"))?;
+    super::gpu_math::define_math(mlir, module)?;
+    run_upstream(mlir, module, concat!("builtin.module(", to_llvm!(), ")"))
 }
 
 /// Mark every floating-point multiply and add `fastmath<contract>`.

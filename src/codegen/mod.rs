@@ -3,4 +3,5 @@
 pub mod aot;
 pub mod cpu;
 pub mod gpu;
+pub mod gpu_math;
 pub mod runtime;

@@ -27,6 +27,10 @@ pub struct ConformanceArgs {
     /// Print the unsupported reasons, grouped.
     #[arg(long)]
     reasons: bool,
+    /// Compute exp, log, tanh, erf, sin, cos, pow, sqrt, ... with the GPU target's own f32
+    /// implementations (on the CPU), to check them against the reference outputs.
+    #[arg(long)]
+    gpu_math: bool,
 }
 
 enum Outcome {
@@ -94,7 +98,7 @@ fn close(got: &Tensor, want: &Tensor) -> Option<String> {
     }
 }
 
-fn run_case(dir: &Path) -> Outcome {
+fn run_case(dir: &Path, gpu_math: bool) -> Outcome {
     let model = dir.join("model.onnx");
     let mut g = match bonsai::onnx::load(&model) {
         Ok(g) => g,
@@ -144,8 +148,14 @@ fn run_case(dir: &Path) -> Outcome {
             Err(e) => return Outcome::Fail(e.to_string()),
         }
     };
-    let c = match Compiled::new(g) {
+    let opts = bonsai::ir::lower::Options {
+        gpu_math,
+        ..bonsai::ir::lower::Options::cpu(None)
+    };
+    let c = match Compiled::with_options(g, &opts) {
         Ok(c) => c,
+        // e.g. f64 transcendentals with --gpu-math
+        Err(e) if is_unsupported(&e) => return Outcome::Unsupported(e.to_string()),
         Err(e) => return Outcome::Fail(e.to_string()),
     };
     let got = match c.run_named(&data) {
@@ -188,7 +198,7 @@ pub fn run(a: ConformanceArgs) -> Result<()> {
             .unwrap_or_default()
             .to_string_lossy()
             .to_string();
-        let outcome = std::panic::catch_unwind(|| run_case(c))
+        let outcome = std::panic::catch_unwind(|| run_case(c, a.gpu_math))
             .unwrap_or_else(|_| Outcome::Fail("panicked".into()));
         match outcome {
             Outcome::Pass => {

@@ -194,8 +194,10 @@ cc app.c -Ibuild/mnist -Lbuild/mnist -lmodel -Wl,-rpath,build/mnist"
         /// (measure with `bonsai bench --kernels` or `bonsai bench MODEL --sparse-min`).
         #[arg(long, value_name = "SPARSITY")]
         sparse_min: Option<f64>,
-        /// `cpu`: the shared library; `cuda`: DIR/model.ptx, every kernel as PTX for sm_90
-        /// (one `.entry` per parallel loop nest; the host launcher is not emitted yet).
+        /// `cpu`: native code for this machine. `cuda`: host code that launches PTX kernels
+        /// for sm_90 (one `.entry` per parallel loop nest, also written to DIR/model.ptx)
+        /// through the CUDA driver, which the library opens when it first runs: it builds
+        /// without CUDA, and on a machine without a GPU a run fails with a clear error.
         #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"])]
         target: String,
         #[command(flatten)]
@@ -297,6 +299,7 @@ fn real_main(cli: Cli) -> Result<()> {
                 sparse_min,
                 cpu_kernels: cpu || sparse_min.is_some(),
                 sparse_floors: true,
+                gpu_math: false,
             };
             let text = bonsai::ir::lower::lower_with(&g, &opts)?;
             let mlir = bonsai::ir::Mlir::new();
@@ -526,26 +529,6 @@ fn real_main(cli: Cli) -> Result<()> {
         } => {
             guard_output(&output, &[&model])?;
             let g = load_bound(&model, &parse_shapes(&shapes.shapes)?)?;
-            if target == "cuda" {
-                let mlir = bonsai::ir::Mlir::new();
-                let mut m = mlir.parse(&bonsai::ir::lower::lower(&g)?)?;
-                let kernels = bonsai::codegen::gpu::ptx(&mlir, &mut m)?;
-                let mut text = String::new();
-                for (name, ptx) in &kernels {
-                    text.push_str(&format!("// ---- bonsai: PTX module {name} ----\n{ptx}\n"));
-                }
-                std::fs::create_dir_all(&output).with_context(|| output.display().to_string())?;
-                let p = output.join("model.ptx");
-                let tmp = p.with_extension("ptx.tmp");
-                std::fs::write(&tmp, text).with_context(|| tmp.display().to_string())?;
-                std::fs::rename(&tmp, &p).with_context(|| p.display().to_string())?;
-                println!(
-                    "wrote {} ({} kernel modules, sm_90)",
-                    p.display(),
-                    kernels.len()
-                );
-                return Ok(());
-            }
             let ins: Vec<(String, bonsai::graph::TensorType)> = g
                 .inputs
                 .iter()
@@ -562,37 +545,66 @@ fn real_main(cli: Cli) -> Result<()> {
                 .map(|&o| (g.values[o].name.clone(), g.ty(o).expect("inferred").clone()))
                 .collect();
             let mlir = bonsai::ir::Mlir::new();
-            let opts = bonsai::ir::lower::Options::cpu(check_sparse_min(sparse_min)?);
-            let text = bonsai::ir::lower::lower_with(&g, &opts)?;
-            let sparse = bonsai::ir::lower::uses_sparse(&text);
-            let mut m = mlir.parse(&text)?;
-            // Build in a sibling folder, then move into place: no partial output.
-            let tmp = output.with_extension("tmp~");
-            let _ = std::fs::remove_dir_all(&tmp);
             let name = model
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let r = bonsai::codegen::aot::compile_library(
-                &mlir, &mut m, sparse, &name, &ins, &outs, &tmp,
-            );
+            // Build in a sibling folder, then move into place: no partial output.
+            let tmp = output.with_extension("tmp~");
+            let _ = std::fs::remove_dir_all(&tmp);
+            let mut files = vec!["libmodel.so", "model.h", "model.json"];
+            let (r, kernels) = if target == "cuda" {
+                if sparse_min.is_some() {
+                    bail!("--sparse-min: the cuda target has no sparse kernels yet (leave it out)");
+                }
+                let mut m = mlir.parse(&bonsai::ir::lower::lower(&g)?)?;
+                let ptx = bonsai::codegen::gpu::lower(&mlir, &mut m)?;
+                let mut text = String::new();
+                for (name, p) in &ptx {
+                    text.push_str(&format!("// ---- bonsai: PTX module {name} ----\n{p}\n"));
+                }
+                std::fs::create_dir_all(&tmp).with_context(|| tmp.display().to_string())?;
+                std::fs::write(tmp.join("model.ptx"), text)
+                    .with_context(|| tmp.join("model.ptx").display().to_string())?;
+                files.push("model.ptx");
+                let r = bonsai::codegen::aot::emit_library(
+                    &mlir,
+                    &mut m,
+                    bonsai::codegen::aot::Target::Cuda,
+                    &name,
+                    &ins,
+                    &outs,
+                    &tmp,
+                );
+                (r, format!("{} PTX kernel modules for sm_90", ptx.len()))
+            } else {
+                let opts = bonsai::ir::lower::Options::cpu(check_sparse_min(sparse_min)?);
+                let text = bonsai::ir::lower::lower_with(&g, &opts)?;
+                let sparse = bonsai::ir::lower::uses_sparse(&text);
+                let mut m = mlir.parse(&text)?;
+                let r = bonsai::codegen::aot::compile_library(
+                    &mlir, &mut m, sparse, &name, &ins, &outs, &tmp,
+                );
+                let kernels = match bonsai::ir::lower::sparse_weights(&text) {
+                    0 => "all weights dense".to_string(),
+                    k => format!("{k} weight(s) as sparse kernels"),
+                };
+                (r, kernels)
+            };
             if let Err(e) = r {
                 let _ = std::fs::remove_dir_all(&tmp);
                 return Err(e.into());
             }
             std::fs::create_dir_all(&output).with_context(|| output.display().to_string())?;
-            for f in ["libmodel.so", "model.h", "model.json"] {
+            for f in &files {
                 std::fs::rename(tmp.join(f), output.join(f))
                     .with_context(|| output.join(f).display().to_string())?;
             }
             let _ = std::fs::remove_dir_all(&tmp);
-            let kernels = match bonsai::ir::lower::sparse_weights(&text) {
-                0 => "all weights dense".to_string(),
-                k => format!("{k} weight(s) as sparse kernels"),
-            };
             println!(
-                "wrote {}/{{libmodel.so, model.h, model.json}}: {} input(s), {} output(s), {kernels}",
+                "wrote {}/{{{}}}: {} input(s), {} output(s), {kernels}",
                 output.display(),
+                files.join(", "),
                 ins.len(),
                 outs.len()
             );

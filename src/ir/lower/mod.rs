@@ -38,6 +38,10 @@ pub struct Options {
     /// (measured floors in `nn.rs`), whatever `sparse_min` allows. Off only to measure the
     /// sparse kernels themselves (`bench --kernels`).
     pub sparse_floors: bool,
+    /// Replace f32 math ops by bonsai's GPU implementations
+    /// ([`crate::codegen::gpu_math`]), as the GPU target does, so that the CPU can test them
+    /// (`bonsai conformance --gpu-math`). Applied to the parsed module, not to this text.
+    pub gpu_math: bool,
 }
 
 impl Options {
@@ -47,6 +51,7 @@ impl Options {
             sparse_min,
             cpu_kernels: true,
             sparse_floors: true,
+            gpu_math: false,
         }
     }
 }

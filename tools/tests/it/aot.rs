@@ -4,21 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{bonsai_ok, python_ok, root, run_ok, tempdir};
-
-fn bonsai_rt() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_bonsai")).with_file_name("bonsai-rt");
-    assert!(
-        p.exists(),
-        "build the workspace first (cargo build): {} missing",
-        p.display()
-    );
-    p
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
+use super::{bonsai_ok, bonsai_rt, python_ok, root, run_ok, s, tempdir};
 
 /// JIT (`bonsai run`) and library (`bonsai-rt`) outputs of `model` on `input`.
 fn jit_and_library(model: &Path, lib: &Path, input: &Path, d: &Path) -> (PathBuf, PathBuf) {

@@ -7,6 +7,7 @@ mod aot;
 mod cli;
 mod compress;
 mod conformance;
+mod gpu;
 mod models;
 mod snapshots;
 
@@ -54,6 +55,21 @@ pub fn run_ok(cmd: &mut Command) -> Output {
 /// `python3 -c SCRIPT ARGS...`, which must succeed (numpy / onnxruntime oracles).
 pub fn python_ok(script: &str, args: &[&Path]) -> Output {
     run_ok(Command::new("python3").arg("-c").arg(script).args(args))
+}
+
+/// The LLVM-free runtime, built next to `bonsai`.
+pub fn bonsai_rt() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_bonsai")).with_file_name("bonsai-rt");
+    assert!(
+        p.exists(),
+        "build the workspace first (cargo build): {} missing",
+        p.display()
+    );
+    p
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
 }
 
 pub fn tempdir(tag: &str) -> PathBuf {
