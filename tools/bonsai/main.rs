@@ -190,7 +190,7 @@ cc app.c -Ibuild/mnist -Lbuild/mnist -lmodel -Wl,-rpath,build/mnist"
         output: PathBuf,
         /// Compile weights at least this sparse as sparse kernels (default: all dense), each
         /// kernel only above the sparsity where it beats the dense code (direct convolution
-        /// 0.5, batched CSR Gemm 0.7, batch-1 CSR Gemm 0.9): 0 means "wherever it pays"
+        /// 0.5, batched CSR Gemm 0.7, gather Gemm for a few rows 0.85): 0 means "wherever it pays"
         /// (measure with `bonsai bench --kernels` or `bonsai bench MODEL --sparse-min`).
         #[arg(long, value_name = "SPARSITY")]
         sparse_min: Option<f64>,

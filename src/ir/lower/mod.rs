@@ -57,9 +57,9 @@ impl Options {
 }
 
 /// A `--sparse-min` that pays on every kernel bonsai has, measured with
-/// `bonsai bench --kernels 128x3136,conv:32x14x14:64x3x3` (batch 1, one thread): the CSR FC
-/// (gathers at every non-zero) breaks even with the dense one near 90% and is 1.7x faster
-/// at 95%; the direct sparse convolution breaks even near 50% and is 2.8x faster at 90%.
+/// `bonsai bench --kernels 128x3136,conv:32x14x14:64x3x3` (batch 1, one thread): the gather
+/// FC breaks even with the dense one near 85% and is 2.4x faster at 95%; the direct sparse
+/// convolution breaks even near 50% and is 2.8x faster at 90%.
 /// Off by default: sparse kernels are opt-in.
 pub const SUGGESTED_SPARSE_MIN: f64 = 0.95;
 
@@ -73,6 +73,7 @@ pub fn uses_sparse(text: &str) -> bool {
 pub fn sparse_weights(text: &str) -> usize {
     text.matches("sparse_tensor.assemble").count()
         + text.matches("bonsai.kernel = \"sparse_direct\"").count()
+        + text.matches("bonsai.kernel = \"sparse_gemv\"").count()
 }
 
 pub fn lower_with(g: &Graph, opts: &Options) -> Result<String> {

@@ -3,8 +3,8 @@
 use super::elementwise::{map, operands};
 use super::kernels::{
     conv_init, conv_kernel, gemm_kernel, sparse_conv, sparse_direct, sparse_gemm_batched,
-    KernelConv, SparseConv, CSR_BATCHED_FLOOR, CSR_ROWWISE_FLOOR, DIRECT_PIXELS, KERNEL_LANES,
-    KERNEL_ROWS, SPARSE_CONV_FLOOR,
+    sparse_gemv, KernelConv, SparseConv, CSR_BATCHED_FLOOR, CSR_ROWWISE_FLOOR, DIRECT_PIXELS,
+    GATHER_GEMV_FLOOR, KERNEL_LANES, KERNEL_ROWS, SPARSE_CONV_FLOOR,
 };
 use super::shape::pad_with;
 use super::{scalar, N};
@@ -390,6 +390,24 @@ pub(super) fn gemm(e: &mut Emitter, n: &N) -> Result<String> {
         && rows % KERNEL_LANES == 0
         && cols % KERNEL_ROWS == 0
         && n.g.konst(n.node.inputs[1].expect("present")).is_some();
+    // A few rows and a sparse constant weight: the gather kernel.
+    let gemv = e.cpu_kernels
+        && tb
+        && !ta
+        && dt == DType::F32
+        && alpha == 1.0
+        && beta == 1.0
+        && plain_c
+        && rows < 8
+        && n.g
+            .konst(n.node.inputs[1].expect("present"))
+            .is_some_and(|w| e.sparse_enough(w, GATHER_GEMV_FLOOR));
+    if gemv {
+        let w =
+            n.g.konst(n.node.inputs[1].expect("present"))
+                .expect("constant");
+        return Ok(sparse_gemv(e, n, &w.clone()));
+    }
     // A sparse enough constant weight in its ONNX layout [n, k] (transB) becomes CSR rows,
     // where CSR beats the dense code measured for the same rows (see the floors).
     let floor = if rows < 8 {
