@@ -8,7 +8,9 @@
   and its sparsity matches the report.
 * Expectations: `max_centroids=16` (distinct non-zero values per layer), `int_grid=8` (each
   row, or each `group=G` weights of a row, lies on a uniform grid of at most 2^8 steps), `min_file_ratio=8`, `min_agreement=0.95`,
-  `op=DequantizeLinear` (the file uses that op).
+  `op=DequantizeLinear` (the file uses that op), `max_accuracy_drop=0.005` (labels needed),
+  `min_entropy_ratio=40` (dense f32 bytes over this script's own Huffman sizes, tables
+  included; needs `max_centroids`).
 * The entropy-coded size the report gives is checked against a Huffman code computed here:
   payload bits / 8 <= reported <= payload / 8 + tables and codebooks.
 """
@@ -95,8 +97,12 @@ def main():
     if "labels" in d:
         acc = float((yc.argmax(1) == d["labels"]).mean())
         assert abs(f["accuracy_compressed"] - acc) < 1e-9, (f, acc)
+        acc_orig = float((yo.argmax(1) == d["labels"]).mean())
+        if "max_accuracy_drop" in expect:
+            assert acc_orig - acc <= float(expect["max_accuracy_drop"]), (acc_orig, acc)
     assert agree >= float(expect.get("min_agreement", 0.95)), agree
     w = decoded_weights(comp, [l["weight"] for l in r["layers"]])
+    dense_bytes, coded_bytes = 0, 0.0
     for l in r["layers"]:
         a = w[l["weight"]]
         if l.get("channels_removed", 0) > 0:
@@ -109,12 +115,15 @@ def main():
         sp = float((a == 0).mean())
         assert abs(sp - l["sparsity"]) < 1e-9, (l["weight"], sp, l["sparsity"])
         payload, distinct = payload_bits(a)
+        dense_bytes += 4 * a.size
         if l["encoding"] == "f32":
+            coded_bytes += 4 * a.size
             continue  # left alone (excluded)
         if "max_centroids" in expect:
             assert distinct <= int(expect["max_centroids"]), (l["weight"], distinct)
             tables = (256 + distinct + 1) + 4 * distinct + 1
             assert payload / 8 <= l["bytes_entropy"] <= payload / 8 + tables, (l, payload / 8)
+            coded_bytes += payload / 8 + tables
         if "int_grid" in expect:
             # Per output channel, the values are integer multiples of one step.
             rows = a.reshape(a.shape[0], -1) if a.ndim != 2 or l["kind"] != "matmul" else a.T
@@ -144,10 +153,16 @@ def main():
     assert os.path.getsize(orig) == r["model_bytes"]
     if "min_file_ratio" in expect:
         assert ratio >= float(expect["min_file_ratio"]), ratio
+    if "min_entropy_ratio" in expect:
+        assert "max_centroids" in expect, "min_entropy_ratio needs max_centroids"
+        assert r["ratio_entropy"] >= float(expect["min_entropy_ratio"]), r["ratio_entropy"]
+        own = dense_bytes / coded_bytes
+        assert own >= float(expect["min_entropy_ratio"]), ("own Huffman sizes", own)
     if "op" in expect:
         ops = {n.op_type for n in onnx.load(comp).graph.node}
         assert expect["op"] in ops, ops
-    print("ok agreement", agree, "file ratio", round(ratio, 2), "entropy ratio", round(r["ratio_entropy"], 2))
+    own = f", own Huffman {dense_bytes / coded_bytes:.2f}" if coded_bytes else ""
+    print("ok agreement", agree, "file ratio", round(ratio, 2), "entropy ratio", round(r["ratio_entropy"], 2), own)
 
 
 if __name__ == "__main__":
