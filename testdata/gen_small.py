@@ -50,7 +50,6 @@ save("unknown_op",
      [h.make_node("Relu", ["x"], ["r"]), h.make_node("NonMaxSuppression", ["r", "r"], ["y"])],
      [h.make_tensor_value_info("x", T.FLOAT, [1, 4])],
      [h.make_tensor_value_info("y", T.INT64, None)], [])
-print("wrote", sorted(os.listdir(D)))
 
 # A 96%-sparse FC (Gemm, transB): 4 outputs x 25 inputs with 4 non-zeros, for CSR kernels.
 sw = np.zeros((4, 25), np.float32)
@@ -97,3 +96,21 @@ save("sparse_cnn",
      [nh.from_array(sparse(8, 4, 3, 3), "w1"), nh.from_array(f32(8), "b1"),
       nh.from_array(sparse(6, 8, 3, 3), "w2"),
       nh.from_array(sparse(5, 6 * 6 * 6), "fw"), nh.from_array(f32(5), "fb")])
+
+# Two branches joined by a Concat along the channels, then a 1x1 conv: pruning a branch's
+# channels removes them from the Concat and, at the branch's offset, from the conv's inputs.
+save("concat_cnn",
+     [h.make_node("Conv", ["x", "wa", "ba"], ["a"], pads=[1, 1, 1, 1]),
+      h.make_node("Relu", ["a"], ["ra"]),
+      h.make_node("Conv", ["x", "wb", "bb"], ["b"], pads=[1, 1, 1, 1]),
+      h.make_node("Relu", ["b"], ["rb"]),
+      h.make_node("Concat", ["ra", "rb"], ["cat"], axis=1),
+      h.make_node("Conv", ["cat", "wc", "bc"], ["c"]),
+      h.make_node("GlobalAveragePool", ["c"], ["p"]),
+      h.make_node("Flatten", ["p"], ["y"])],
+     [h.make_tensor_value_info("x", T.FLOAT, [1, 2, 6, 6])],
+     [h.make_tensor_value_info("y", T.FLOAT, [1, 3])],
+     [nh.from_array(f32(4, 2, 3, 3), "wa"), nh.from_array(f32(4), "ba"),
+      nh.from_array(f32(6, 2, 3, 3), "wb"), nh.from_array(f32(6), "bb"),
+      nh.from_array(f32(3, 10, 1, 1), "wc"), nh.from_array(f32(3), "bc")])
+print("wrote", sorted(os.listdir(D)))

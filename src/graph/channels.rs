@@ -5,21 +5,25 @@
 //! BatchNormalization, depthwise convolutions) to the layers that consume the channels
 //! (Conv input channels, or Gemm/MatMul rows after Flatten). An Add of two activations
 //! couples the layers that produce its two sides (a residual connection): they form one
-//! group that must remove the same channels, and the walk goes on past the Add. A layer whose
-//! channels reach anything else (a graph output, Concat, Reshape, ...) has no plan.
+//! group that must remove the same channels, and the walk goes on past the Add. A Concat along
+//! the channels places the layer's channels at an offset in a wider tensor, and the walk goes
+//! on with that offset (its consumers lose the same channels, shifted). A layer whose
+//! channels reach anything else (a graph output, Reshape, ...) has no plan.
 
 use std::collections::HashMap;
 
 use super::{Graph, ValueId};
 
-/// One tensor to shrink: along `axis`, remove entries [c * block, (c + 1) * block) for every
-/// removed channel c.
+/// One tensor to shrink: along `axis`, remove entries [(offset + c) * block,
+/// (offset + c + 1) * block) for every removed channel c (`offset`: where the layer's channels
+/// start in a Concat's output, else 0).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Slice {
     /// Initializer (or Constant output) name.
     pub tensor: String,
     pub axis: usize,
     pub block: usize,
+    pub offset: usize,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -96,6 +100,7 @@ pub fn plans(g: &Graph) -> HashMap<String, Plan> {
             tensor: g.values[*w].name.clone(),
             axis,
             block: 1,
+            offset: 0,
         });
         if let Some(Some(b)) = n.inputs.get(2) {
             if g.konst(*b).is_none() {
@@ -105,9 +110,14 @@ pub fn plans(g: &Graph) -> HashMap<String, Plan> {
                 tensor: g.values[*b].name.clone(),
                 axis: 0,
                 block: 1,
+                offset: 0,
             });
         }
-        if walk(g, &users, n.outputs[0], channels, &mut plan) {
+        let at = At {
+            width: channels,
+            offset: 0,
+        };
+        if walk(g, &users, n.outputs[0], at, &mut plan) {
             out.insert(n.name.clone(), plan);
         } else {
             failed.push(n.name.clone());
@@ -216,14 +226,25 @@ fn producer_layer(g: &Graph, mut v: ValueId) -> Option<String> {
     }
 }
 
+/// Where the layer's channels are in the tensor being walked: `width` channels on axis 1,
+/// the layer's starting at `offset` (a Concat puts others around them).
+#[derive(Clone, Copy)]
+struct At {
+    width: usize,
+    offset: usize,
+}
+
 /// Follow value `v` (channels on axis 1) to its consumers; false if one is not rewritable.
 fn walk(
     g: &Graph,
     users: &HashMap<ValueId, Vec<(petgraph::graph::NodeIndex, usize)>>,
     v: ValueId,
-    channels: usize,
+    at: At,
     plan: &mut Plan,
 ) -> bool {
+    // Consumers whose inputs are exactly the layer's channels can be refitted.
+    let whole = at.offset == 0 && at.width == plan.channels;
+    let offset = at.offset;
     if g.outputs.contains(&v) {
         return false;
     }
@@ -239,11 +260,39 @@ fn walk(
     };
     for &(ix, pos) in us {
         let n = &g.nodes[ix];
+        if n.op == "Concat" {
+            // Channels of the inputs before this one come first.
+            let Some(rank) = g.ty(v).map(|t| t.rank() as i64) else {
+                return false;
+            };
+            let axis = n.attrs.int_or("axis", 0);
+            if (axis + rank) % rank != 1 {
+                return false;
+            }
+            let mut before = 0;
+            for x in &n.inputs[..pos] {
+                match x.and_then(|x| g.ty(x)) {
+                    Some(t) => before += t.shape[1],
+                    None => return false,
+                }
+            }
+            let Some(width) = g.ty(n.outputs[0]).map(|t| t.shape[1]) else {
+                return false;
+            };
+            let next = At {
+                width,
+                offset: before + offset,
+            };
+            if !walk(g, users, n.outputs[0], next, plan) {
+                return false;
+            }
+            continue;
+        }
         if n.op == "Add" && n.inputs.len() == 2 {
             // A residual join: both sides must be activations of the same shape, and the layer
             // producing the other side removes the same channels.
             let other = n.inputs[1 - pos].expect("binary");
-            if g.konst(other).is_some() || g.ty(other) != g.ty(v) {
+            if !whole || g.konst(other).is_some() || g.ty(other) != g.ty(v) {
                 return false;
             }
             let Some(p) = producer_layer(g, other) else {
@@ -252,7 +301,7 @@ fn walk(
             if !plan.coupled.contains(&p) {
                 plan.coupled.push(p);
             }
-            if !walk(g, users, n.outputs[0], channels, plan) {
+            if !walk(g, users, n.outputs[0], at, plan) {
                 return false;
             }
             continue;
@@ -263,7 +312,7 @@ fn walk(
         let name = |x: ValueId| g.values[x].name.clone();
         match n.op.as_str() {
             op if PASS_THROUGH.contains(&op) => {
-                if !walk(g, users, n.outputs[0], channels, plan) {
+                if !walk(g, users, n.outputs[0], at, plan) {
                     return false;
                 }
             }
@@ -274,9 +323,10 @@ fn walk(
                         tensor: name(p),
                         axis: 0,
                         block: 1,
+                        offset,
                     });
                 }
-                if !walk(g, users, n.outputs[0], channels, plan) {
+                if !walk(g, users, n.outputs[0], at, plan) {
                     return false;
                 }
             }
@@ -289,29 +339,32 @@ fn walk(
                         tensor: name(w),
                         axis: 1,
                         block: 1,
+                        offset,
                     });
-                    if plan.groups.is_empty() {
+                    if plan.groups.is_empty() && whole {
                         plan.consumers
                             .push((name(w), wt.shape[2..].iter().product()));
                     }
-                } else if group == channels && wt.shape[0] == channels && wt.shape[1] == 1 {
+                } else if group == at.width && wt.shape[0] == at.width && wt.shape[1] == 1 {
                     // Depthwise: its filters go with the channels, and so does its output.
                     plan.slices.push(Slice {
                         tensor: name(w),
                         axis: 0,
                         block: 1,
+                        offset,
                     });
                     match n.inputs.get(2).copied().flatten() {
                         Some(b) if g.konst(b).is_some() => plan.slices.push(Slice {
                             tensor: name(b),
                             axis: 0,
                             block: 1,
+                            offset,
                         }),
                         Some(_) => return false,
                         None => {}
                     }
                     plan.groups.push(n.name.clone());
-                    if !walk(g, users, n.outputs[0], channels, plan) {
+                    if !walk(g, users, n.outputs[0], at, plan) {
                         return false;
                     }
                 } else {
@@ -329,8 +382,9 @@ fn walk(
                     tensor: name(w),
                     axis,
                     block: 1,
+                    offset,
                 });
-                if plan.groups.is_empty() {
+                if plan.groups.is_empty() && whole {
                     plan.consumers.push((name(w), 1));
                 }
             }
@@ -364,8 +418,9 @@ fn walk(
                         tensor: name(w),
                         axis,
                         block,
+                        offset,
                     });
-                    if plan.groups.is_empty() {
+                    if plan.groups.is_empty() && whole {
                         plan.consumers.push((name(w), block));
                     }
                 }

@@ -93,9 +93,10 @@ pub struct Cut {
     pub removed: Vec<usize>,
 }
 
-/// `t` without the entries [c * block, (c + 1) * block) along `axis` for each removed c.
-fn slice_out(t: &Tensor, axis: usize, block: usize, removed: &[usize]) -> Tensor {
-    let gone: std::collections::HashSet<usize> = removed.iter().copied().collect();
+/// `t` without the entries [(offset + c) * block, (offset + c + 1) * block) along `axis` for
+/// each removed c.
+fn slice_out(t: &Tensor, axis: usize, block: usize, offset: usize, removed: &[usize]) -> Tensor {
+    let gone: std::collections::HashSet<usize> = removed.iter().map(|c| c + offset).collect();
     let keep: Vec<usize> = (0..t.shape[axis])
         .filter(|i| !gone.contains(&(i / block)))
         .collect();
@@ -113,23 +114,34 @@ fn slice_out(t: &Tensor, axis: usize, block: usize, removed: &[usize]) -> Tensor
     t.take(shape, &idx)
 }
 
+/// A tensor still to shrink: (name, axis, block, offset, removed channels).
+type Rest = (String, usize, usize, usize, Vec<usize>);
+
 /// Apply the cuts to the weights (values and per-row encoding parameters), the plain
 /// tensors, and return the other tensors to shrink (BatchNorm parameters, ...) by name.
+/// Slices go in decreasing offset, so that cutting one Concat input's channels out of a
+/// shared consumer never shifts the channels of the inputs before it.
 fn apply_cuts(
     cuts: &[Cut],
     weights: &mut [EncodedWeight],
     plain: &mut HashMap<String, Tensor>,
-) -> Vec<(String, usize, usize, Vec<usize>)> {
+) -> Vec<Rest> {
     let mut rest = Vec::new();
-    for cut in cuts {
-        for s in &cut.plan.slices {
+    let mut order: Vec<(&Cut, &crate::graph::channels::Slice)> = cuts
+        .iter()
+        .flat_map(|c| c.plan.slices.iter().map(move |s| (c, s)))
+        .collect();
+    order.sort_by_key(|(_, s)| std::cmp::Reverse(s.offset));
+    {
+        for (cut, s) in order {
             if let Some(w) = weights.iter_mut().find(|w| w.name == s.tensor) {
                 let rows_cut = s.axis == w.out_dim;
-                w.value = slice_out(&w.value, s.axis, s.block, &cut.removed);
+                w.value = slice_out(&w.value, s.axis, s.block, s.offset, &cut.removed);
+                let gone = |i: usize| i >= s.offset && cut.removed.contains(&(i - s.offset));
                 let keep = |v: &Vec<f32>| -> Vec<f32> {
                     v.iter()
                         .enumerate()
-                        .filter(|(i, _)| !cut.removed.contains(i))
+                        .filter(|(i, _)| !gone(*i))
                         .map(|(_, x)| *x)
                         .collect()
                 };
@@ -139,7 +151,7 @@ fn apply_cuts(
                             .centroids
                             .into_iter()
                             .enumerate()
-                            .filter(|(i, _)| !cut.removed.contains(i))
+                            .filter(|(i, _)| !gone(*i))
                             .map(|(_, c)| c)
                             .collect();
                         Encoding::Codebook(cb)
@@ -157,9 +169,15 @@ fn apply_cuts(
                     e => e,
                 };
             } else if let Some(t) = plain.get_mut(&s.tensor) {
-                *t = slice_out(t, s.axis, s.block, &cut.removed);
+                *t = slice_out(t, s.axis, s.block, s.offset, &cut.removed);
             } else {
-                rest.push((s.tensor.clone(), s.axis, s.block, cut.removed.clone()));
+                rest.push((
+                    s.tensor.clone(),
+                    s.axis,
+                    s.block,
+                    s.offset,
+                    cut.removed.clone(),
+                ));
             }
         }
     }
@@ -309,7 +327,7 @@ pub fn write_compressed(
         })?;
         let dir = src.parent().unwrap_or(Path::new("."));
         let origin = super::tensor::Origin { file: src, dir };
-        for (name, axis, block, removed) in rest {
+        for (name, axis, block, offset, removed) in rest {
             let t = g
                 .initializer
                 .iter()
@@ -331,7 +349,7 @@ pub fn write_compressed(
                 Some(prev) => prev,
                 None => t,
             };
-            all.insert(name, slice_out(&t, axis, block, &removed));
+            all.insert(name, slice_out(&t, axis, block, offset, &removed));
         }
         &weights_cut[..]
     };

@@ -468,3 +468,54 @@ assert y.shape == (1, 3)
 "#;
     python_ok(check, &[&out]);
 }
+
+#[test]
+fn channel_pruning_cuts_concat_inputs_at_their_offsets() {
+    // testdata/small/concat_cnn.onnx: Concat(relu(conv a), relu(conv b)) -> conv c. Each
+    // branch loses half its channels; c must lose the matching input columns, b's shifted by
+    // a's 4 channels. onnxruntime on the written model must equal the original with the
+    // removed channels zeroed.
+    let d = tempdir("concat");
+    let out = d.join("c.onnx");
+    bonsai_ok(&[
+        "compress",
+        "testdata/small/concat_cnn.onnx",
+        "-o",
+        out.to_str().unwrap(),
+        "--passes",
+        "prune-channels{sparsity=0.5}",
+    ]);
+    let check = r#"
+import sys, numpy as np, onnx, onnxruntime as ort
+from onnx import numpy_helper as nh
+orig, comp = onnx.load(sys.argv[1]), onnx.load(sys.argv[2])
+o = {i.name: nh.to_array(i) for i in orig.graph.initializer}
+c = {i.name: nh.to_array(i) for i in comp.graph.initializer}
+assert c["wa"].shape == (2, 2, 3, 3) and c["wb"].shape == (3, 2, 3, 3), (c["wa"].shape, c["wb"].shape)
+assert c["wc"].shape == (3, 5, 1, 1), c["wc"].shape
+# Which rows each branch kept, found by value; the consumer must keep the same columns.
+def kept(name):
+    return [next(i for i in range(len(o[name])) if np.array_equal(o[name][i], r)) for r in c[name]]
+ka, kb = kept("wa"), kept("wb")
+cols = ka + [4 + j for j in kb]
+assert np.array_equal(c["wc"], o["wc"][:, cols]), "consumer columns do not match the kept channels"
+# The original with the removed channels zeroed gives the same outputs.
+z = onnx.load(sys.argv[1])
+for init in z.graph.initializer:
+    a = nh.to_array(init).copy()
+    if init.name in ("wa", "ba"):
+        a[[i for i in range(4) if i not in ka]] = 0
+    if init.name in ("wb", "bb"):
+        a[[i for i in range(6) if i not in kb]] = 0
+    init.CopyFrom(nh.from_array(a, init.name))
+x = np.random.default_rng(1).standard_normal((1, 2, 6, 6)).astype(np.float32)
+y1 = ort.InferenceSession(z.SerializeToString()).run(None, {"x": x})[0]
+y2 = ort.InferenceSession(sys.argv[2]).run(None, {"x": x})[0]
+assert np.allclose(y1, y2, rtol=1e-5, atol=1e-6), (y1, y2)
+print("ok", ka, kb)
+"#;
+    python_ok(
+        check,
+        &[&root().join("testdata/small/concat_cnn.onnx"), &out],
+    );
+}
