@@ -113,4 +113,14 @@ save("concat_cnn",
      [nh.from_array(f32(4, 2, 3, 3), "wa"), nh.from_array(f32(4), "ba"),
       nh.from_array(f32(6, 2, 3, 3), "wb"), nh.from_array(f32(6), "bb"),
       nh.from_array(f32(3, 10, 1, 1), "wc"), nh.from_array(f32(3), "bc")])
+# An int8 FC as onnxruntime's quantize_static writes it: int8 weight, one scale per output
+# feature, DequantizeLinear feeding the Gemm. bonsai folds it and runs the int8 kernel.
+wq = rng.integers(-127, 128, size=(16, 64)).astype(np.int8)
+save("int8_fc",
+     [h.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["w"], axis=0),
+      h.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)],
+     [h.make_tensor_value_info("x", T.FLOAT, [1, 64])],
+     [h.make_tensor_value_info("y", T.FLOAT, [1, 16])],
+     [nh.from_array(wq, "wq"), nh.from_array((rng.random(16) * 0.02 + 0.001).astype(np.float32), "ws"),
+      nh.from_array(np.zeros(16, np.int8), "wz"), nh.from_array(f32(16), "b")])
 print("wrote", sorted(os.listdir(D)))

@@ -585,10 +585,14 @@ fn real_main(cli: Cli) -> Result<()> {
                 let r = bonsai::codegen::aot::compile_library(
                     &mlir, &mut m, sparse, &name, &ins, &outs, &tmp,
                 );
-                let kernels = match bonsai::ir::lower::sparse_weights(&text) {
+                let mut kernels = match bonsai::ir::lower::sparse_weights(&text) {
                     0 => "all weights dense".to_string(),
                     k => format!("{k} weight(s) as sparse kernels"),
                 };
+                match bonsai::ir::lower::int8_weights(&text) {
+                    0 => {}
+                    k => kernels.push_str(&format!(", {k} read as int8")),
+                }
                 (r, kernels)
             };
             if let Err(e) = r {

@@ -20,9 +20,6 @@ use crate::ir::emit::{amap, d, tty_of, Emitter, Operand, WeightTag};
 pub(super) const SPARSE_CONV_FLOOR: f64 = 0.5;
 pub(super) const CSR_BATCHED_FLOOR: f64 = 0.7;
 pub(super) const CSR_ROWWISE_FLOOR: f64 = 0.9;
-/// The gather kernel for a few rows (`sparse_gemv`) against the dense code: 128x3136 at 80%
-/// 40 us, at 85% 32 us, dense 36 us (256x1152: 30, 24 and 28 us).
-pub(super) const GATHER_GEMV_FLOOR: f64 = 0.85;
 
 /// Output channels and pixels of one register block in `conv_kernel`: 4 x 16 f32
 /// accumulators (eight AVX registers), updated from one input vector and four broadcast
@@ -564,109 +561,4 @@ pub(super) fn sparse_gemm_batched(
         dt,
         &[m, nn],
     )
-}
-
-/// Lanes of `sparse_gemv`'s vectors (8 x f32).
-const GATHER_LANES: usize = 8;
-/// Non-zeros per step of `sparse_gemv`: two vectors, into two accumulators (the loads of
-/// one step overlap the other's multiply-adds). Every row's list is padded to a multiple.
-const GATHER_STEP: usize = 2 * GATHER_LANES;
-
-/// `A W^T + b` for a few rows (`m < 8`) of `A [m, k]` and a sparse constant `W [n, k]`:
-/// each output feature's non-zeros are listed (column, value), padded with zeros to a
-/// multiple of 16; per row of `A` and feature, two 8-lane accumulators run over the list,
-/// each step gathering `A` at eight listed columns (`vector.gather`) and multiplying by
-/// eight values. Work and weight traffic are proportional to the non-zeros. Without AVX-512
-/// LLVM turns each gather into eight scalar loads, which on Zen 3 beat its hardware gather
-/// (forcing `fast-gather` made 70% sparse 128x3136 take 97 us instead of 56): about one
-/// non-zero per cycle, so this kernel is load-bound at 1.5-2x the dense code at 90%.
-pub(super) fn sparse_gemv(e: &mut Emitter, n: &N, w: &Tensor) -> String {
-    let a = n.in_ty(0).clone();
-    let out = n.out_ty(0).clone();
-    let (m, nn) = (out.shape[0], out.shape[1]);
-    let k = a.shape[1];
-    let wv = w.to_f64_vec();
-    let (mut pos, mut cols, mut vals) = (vec![0i32], Vec::new(), Vec::new());
-    for j in 0..nn {
-        for c in 0..k {
-            let x = wv[j * k + c];
-            if x != 0.0 {
-                cols.push(c as i32);
-                vals.push(x as f32);
-            }
-        }
-        while cols.len() % GATHER_STEP != 0 {
-            cols.push(0);
-            vals.push(0.0);
-        }
-        pos.push(cols.len() as i32);
-    }
-    if cols.is_empty() {
-        cols = vec![0; GATHER_STEP];
-        vals = vec![0.0; GATHER_STEP];
-    }
-    let nnz = cols.len();
-    let pos_c = e.constant(&Tensor::new(vec![nn + 1], Data::I32(pos)), Some("gemv_pos"));
-    let col_c = e.constant(&Tensor::new(vec![nnz], Data::I32(cols)), Some("gemv_col"));
-    let val_c = e.constant(&Tensor::f32(vec![nnz], vals), Some("gemv_val"));
-    let dt = DType::F32;
-    let init = if n.has(2) {
-        let wname = n.g.values[n.node.inputs[1].expect("present")].name.clone();
-        let bs = e.bias(n.node.inputs[2].expect("present"), &wname);
-        let ins = vec![op(bs, dt, &[nn], amap(2, &[d(1)]))];
-        map(e, ins, dt, &out.shape, |_, x| x[0].clone())
-    } else {
-        fill_scalar(e, dt, &out.shape, 0.0)
-    };
-    let x = n.input(e, 0);
-    let v = e.fresh();
-    let yty = tty_of(dt, &out.shape);
-    let xty = tty_of(dt, &a.shape);
-    let vt = format!("vector<{GATHER_LANES}xf32>");
-    let it = format!("vector<{GATHER_LANES}xi32>");
-    let text = format!(
-        "{v}_c0 = arith.constant 0 : index
-{v}_c1 = arith.constant 1 : index
-{v}_c8 = arith.constant {GATHER_LANES} : index
-{v}_step = arith.constant {GATHER_STEP} : index
-{v}_m = arith.constant {m} : index
-{v}_n = arith.constant {nn} : index
-{v}_z = arith.constant 0.0 : f32
-{v}_zi = arith.constant 0 : i32
-{v}_zv = arith.constant dense<0.0> : {vt}
-{v}_all = arith.constant dense<true> : vector<{GATHER_LANES}xi1>
-{v} = scf.for {v}_b = {v}_c0 to {v}_m step {v}_c1 iter_args({v}_ya = {init}) -> ({yty}) {{
-{v}_y1 = scf.for {v}_j = {v}_c0 to {v}_n step {v}_c1 iter_args({v}_yb = {v}_ya) -> ({yty}) {{
-{v}_j1 = arith.addi {v}_j, {v}_c1 : index
-{v}_lo32 = tensor.extract {pos_c}[{v}_j] : tensor<{np1}xi32>
-{v}_hi32 = tensor.extract {pos_c}[{v}_j1] : tensor<{np1}xi32>
-{v}_lo = arith.index_cast {v}_lo32 : i32 to index
-{v}_hi = arith.index_cast {v}_hi32 : i32 to index
-{v}_r:2 = scf.for {v}_e = {v}_lo to {v}_hi step {v}_step iter_args({v}_s0 = {v}_zv, {v}_s1 = {v}_zv) -> ({vt}, {vt}) {{
-{v}_e1 = arith.addi {v}_e, {v}_c8 : index
-{v}_i0 = vector.transfer_read {col_c}[{v}_e], {v}_zi {{in_bounds = [true]}} : tensor<{nnz}xi32>, {it}
-{v}_i1 = vector.transfer_read {col_c}[{v}_e1], {v}_zi {{in_bounds = [true]}} : tensor<{nnz}xi32>, {it}
-{v}_g0 = vector.gather {x}[{v}_b, {v}_c0] [{v}_i0], {v}_all, {v}_zv : {xty}, {it}, vector<{GATHER_LANES}xi1>, {vt} into {vt}
-{v}_g1 = vector.gather {x}[{v}_b, {v}_c0] [{v}_i1], {v}_all, {v}_zv : {xty}, {it}, vector<{GATHER_LANES}xi1>, {vt} into {vt}
-{v}_w0 = vector.transfer_read {val_c}[{v}_e], {v}_z {{in_bounds = [true]}} : tensor<{nnz}xf32>, {vt}
-{v}_w1 = vector.transfer_read {val_c}[{v}_e1], {v}_z {{in_bounds = [true]}} : tensor<{nnz}xf32>, {vt}
-{v}_f0 = vector.fma {v}_w0, {v}_g0, {v}_s0 : {vt}
-{v}_f1 = vector.fma {v}_w1, {v}_g1, {v}_s1 : {vt}
-scf.yield {v}_f0, {v}_f1 : {vt}, {vt}
-}}
-{v}_s = arith.addf {v}_r#0, {v}_r#1 : {vt}
-{v}_red = vector.reduction <add>, {v}_s : {vt} into f32
-{v}_old = tensor.extract {v}_yb[{v}_b, {v}_j] : {yty}
-{v}_new = arith.addf {v}_old, {v}_red : f32
-{v}_yn = tensor.insert {v}_new into {v}_yb[{v}_b, {v}_j] : {yty}
-scf.yield {v}_yn : {yty}
-}}
-scf.yield {v}_y1 : {yty}
-}} {{bonsai.kernel = \"sparse_gemv\"}}",
-        np1 = nn + 1
-    );
-    for l in text.lines() {
-        e.line(l);
-    }
-    v
 }

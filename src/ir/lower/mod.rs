@@ -4,6 +4,7 @@
 //! canonical op name that graph inference left on the node.
 
 mod elementwise;
+mod gemv;
 mod kernels;
 mod nn;
 mod reduce;
@@ -74,6 +75,11 @@ pub fn sparse_weights(text: &str) -> usize {
     text.matches("sparse_tensor.assemble").count()
         + text.matches("bonsai.kernel = \"sparse_direct\"").count()
         + text.matches("bonsai.kernel = \"sparse_gemv\"").count()
+}
+
+/// How many weights lowered text reads as int8 (`int8_gemv`: per-feature int8 grids).
+pub fn int8_weights(text: &str) -> usize {
+    text.matches("bonsai.kernel = \"int8_gemv\"").count()
 }
 
 pub fn lower_with(g: &Graph, opts: &Options) -> Result<String> {

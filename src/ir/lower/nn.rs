@@ -1,10 +1,11 @@
 //! Contractions: Conv, MatMul, Gemm (each in the form that `kernels` or linalg gives it).
 
 use super::elementwise::{map, operands};
+use super::gemv::{int8_gemv, int8_rows, sparse_gemv, GATHER_GEMV_FLOOR};
 use super::kernels::{
     conv_init, conv_kernel, gemm_kernel, sparse_conv, sparse_direct, sparse_gemm_batched,
-    sparse_gemv, KernelConv, SparseConv, CSR_BATCHED_FLOOR, CSR_ROWWISE_FLOOR, DIRECT_PIXELS,
-    GATHER_GEMV_FLOOR, KERNEL_LANES, KERNEL_ROWS, SPARSE_CONV_FLOOR,
+    KernelConv, SparseConv, CSR_BATCHED_FLOOR, CSR_ROWWISE_FLOOR, DIRECT_PIXELS, KERNEL_LANES,
+    KERNEL_ROWS, SPARSE_CONV_FLOOR,
 };
 use super::shape::pad_with;
 use super::{scalar, N};
@@ -407,6 +408,24 @@ pub(super) fn gemm(e: &mut Emitter, n: &N) -> Result<String> {
             n.g.konst(n.node.inputs[1].expect("present"))
                 .expect("constant");
         return Ok(sparse_gemv(e, n, &w.clone()));
+    }
+    // A few rows and a weight on a per-row int8 grid: read it as int8.
+    let int8 = e.cpu_kernels
+        && tb
+        && !ta
+        && dt == DType::F32
+        && alpha == 1.0
+        && beta == 1.0
+        && plain_c
+        && rows < 8
+        && n.in_ty(0).shape[1].is_multiple_of(32);
+    if int8 {
+        if let Some((q, s)) =
+            n.g.konst(n.node.inputs[1].expect("present"))
+                .and_then(|w| int8_rows(w))
+        {
+            return Ok(int8_gemv(e, n, q, s));
+        }
     }
     // A sparse enough constant weight in its ONNX layout [n, k] (transB) becomes CSR rows,
     // where CSR beats the dense code measured for the same rows (see the floors).

@@ -114,6 +114,35 @@ assert np.allclose(b, r, rtol=1e-5, atol=1e-5), (b, r)
 }
 
 #[test]
+fn int8_weights_run_as_int8_and_match_onnxruntime() {
+    // testdata/small/int8_fc.onnx: DequantizeLinear(int8 W, per-feature scales) -> Gemm on
+    // one row, as onnxruntime's quantize_static writes it. The JIT and the library run the
+    // int8 kernel (the weight read as int8, dequantised on the fly).
+    let d = tempdir("int8");
+    let model = root().join("testdata/small/int8_fc.onnx");
+    let prep = r#"
+import sys, numpy as np, onnxruntime as ort
+x = np.random.default_rng(4).standard_normal((1, 64)).astype(np.float32)
+np.savez(sys.argv[2] + "/in.npz", x=x)
+np.save(sys.argv[2] + "/ort.npy", ort.InferenceSession(sys.argv[1]).run(None, {"x": x})[0])
+"#;
+    python_ok(prep, &[&model, &d]);
+    let lib = d.join("build");
+    bonsai_ok(&["compile", s(&model), "-o", s(&lib)]);
+    let text =
+        String::from_utf8_lossy(&bonsai_ok(&["import", s(&model), "--cpu"]).stdout).to_string();
+    assert!(text.contains("int8_gemv") && text.contains("tensor<16x64xi8>"));
+    let (jit, rt) = jit_and_library(&model, &lib, &d.join("in.npz"), &d);
+    let cmp = r#"
+import sys, numpy as np
+a, b, r = np.load(sys.argv[1])["y"], np.load(sys.argv[2])["y"], np.load(sys.argv[3])
+assert a.tobytes() == b.tobytes(), "the library differs from the JIT"
+assert np.allclose(a, r, rtol=1e-5, atol=1e-5), (a, r)
+"#;
+    python_ok(cmp, &[&jit, &rt, &d.join("ort.npy")]);
+}
+
+#[test]
 fn kernel_bench_times_dense_and_csr_in_one_run() {
     let d = tempdir("kbench");
     let svg = d.join("k.svg");
