@@ -28,8 +28,7 @@ const GATHER_STEP: usize = 2 * GATHER_LANES;
 /// non-zero per cycle, so this kernel is load-bound at 1.5-2x the dense code at 90%.
 pub(super) fn sparse_gemv(e: &mut Emitter, n: &N, w: &Tensor) -> String {
     let a = n.in_ty(0).clone();
-    let out = n.out_ty(0).clone();
-    let (m, nn) = (out.shape[0], out.shape[1]);
+    let nn = n.out_ty(0).shape[1];
     let k = a.shape[1];
     let wv = w.to_f64_vec();
     let (mut pos, mut cols, mut vals) = (vec![0i32], Vec::new(), Vec::new());
@@ -55,35 +54,19 @@ pub(super) fn sparse_gemv(e: &mut Emitter, n: &N, w: &Tensor) -> String {
     let pos_c = e.constant(&Tensor::new(vec![nn + 1], Data::I32(pos)), Some("gemv_pos"));
     let col_c = e.constant(&Tensor::new(vec![nnz], Data::I32(cols)), Some("gemv_col"));
     let val_c = e.constant(&Tensor::f32(vec![nnz], vals), Some("gemv_val"));
-    let dt = DType::F32;
-    let init = if n.has(2) {
-        let wname = n.g.values[n.node.inputs[1].expect("present")].name.clone();
-        let bs = e.bias(n.node.inputs[2].expect("present"), &wname);
-        let ins = vec![op(bs, dt, &[nn], amap(2, &[d(1)]))];
-        map(e, ins, dt, &out.shape, |_, x| x[0].clone())
-    } else {
-        fill_scalar(e, dt, &out.shape, 0.0)
-    };
     let x = n.input(e, 0);
     let v = e.fresh();
-    let yty = tty_of(dt, &out.shape);
-    let xty = tty_of(dt, &a.shape);
+    let xty = tty_of(DType::F32, &a.shape);
     let vt = format!("vector<{GATHER_LANES}xf32>");
     let it = format!("vector<{GATHER_LANES}xi32>");
-    let text = format!(
-        "{v}_c0 = arith.constant 0 : index
-{v}_c1 = arith.constant 1 : index
-{v}_c8 = arith.constant {GATHER_LANES} : index
+    let consts = format!(
+        "{v}_c8 = arith.constant {GATHER_LANES} : index
 {v}_step = arith.constant {GATHER_STEP} : index
-{v}_m = arith.constant {m} : index
-{v}_n = arith.constant {nn} : index
-{v}_z = arith.constant 0.0 : f32
 {v}_zi = arith.constant 0 : i32
-{v}_zv = arith.constant dense<0.0> : {vt}
-{v}_all = arith.constant dense<true> : vector<{GATHER_LANES}xi1>
-{v} = scf.for {v}_b = {v}_c0 to {v}_m step {v}_c1 iter_args({v}_ya = {init}) -> ({yty}) {{
-{v}_y1 = scf.for {v}_j = {v}_c0 to {v}_n step {v}_c1 iter_args({v}_yb = {v}_ya) -> ({yty}) {{
-{v}_j1 = arith.addi {v}_j, {v}_c1 : index
+{v}_all = arith.constant dense<true> : vector<{GATHER_LANES}xi1>"
+    );
+    let body = format!(
+        "{v}_j1 = arith.addi {v}_j, {v}_c1 : index
 {v}_lo32 = tensor.extract {pos_c}[{v}_j] : tensor<{np1}xi32>
 {v}_hi32 = tensor.extract {pos_c}[{v}_j1] : tensor<{np1}xi32>
 {v}_lo = arith.index_cast {v}_lo32 : i32 to index
@@ -99,22 +82,85 @@ pub(super) fn sparse_gemv(e: &mut Emitter, n: &N, w: &Tensor) -> String {
 {v}_f0 = vector.fma {v}_w0, {v}_g0, {v}_s0 : {vt}
 {v}_f1 = vector.fma {v}_w1, {v}_g1, {v}_s1 : {vt}
 scf.yield {v}_f0, {v}_f1 : {vt}, {vt}
-}}
+}}",
+        np1 = nn + 1
+    );
+    let frame = Frame {
+        v: &v,
+        vt: &vt,
+        consts: &consts,
+        body: &body,
+        scale: None,
+        kind: "sparse_gemv",
+    };
+    gemv_frame(e, n, frame)
+}
+
+/// What `gemv_frame` wraps: the kernel's constants and its accumulation over one row of `A`
+/// and one feature `{v}_j` (yielding `{v}_r:2` of type `vt`), and an optional per-feature
+/// scale `(tensor, features)` for the sum.
+struct Frame<'a> {
+    v: &'a str,
+    vt: &'a str,
+    consts: &'a str,
+    body: &'a str,
+    scale: Option<(&'a str, usize)>,
+    kind: &'a str,
+}
+
+/// The loops both kernels share: `y` starts as the bias (or zeros); for each row `{v}_b` of
+/// `A` and feature `{v}_j`, the kernel's body accumulates two vectors, and `y[b, j]` gains
+/// their sum (times the feature's scale). Returns the result's SSA name.
+fn gemv_frame(e: &mut Emitter, n: &N, f: Frame) -> String {
+    let out = n.out_ty(0).clone();
+    let (m, nn) = (out.shape[0], out.shape[1]);
+    let dt = DType::F32;
+    let init = if n.has(2) {
+        let wname = n.g.values[n.node.inputs[1].expect("present")].name.clone();
+        let bs = e.bias(n.node.inputs[2].expect("present"), &wname);
+        let ins = vec![op(bs, dt, &[nn], amap(2, &[d(1)]))];
+        map(e, ins, dt, &out.shape, |_, x| x[0].clone())
+    } else {
+        fill_scalar(e, dt, &out.shape, 0.0)
+    };
+    let (v, vt) = (f.v, f.vt);
+    let yty = tty_of(dt, &out.shape);
+    let sum = match f.scale {
+        Some((s, len)) => format!(
+            "{v}_sc = tensor.extract {s}[{v}_j] : tensor<{len}xf32>
+{v}_sum = arith.mulf {v}_red, {v}_sc : f32"
+        ),
+        None => format!("{v}_sum = arith.addf {v}_red, {v}_z : f32"),
+    };
+    let text = format!(
+        "{v}_c0 = arith.constant 0 : index
+{v}_c1 = arith.constant 1 : index
+{v}_m = arith.constant {m} : index
+{v}_n = arith.constant {nn} : index
+{v}_z = arith.constant 0.0 : f32
+{v}_zv = arith.constant dense<0.0> : {vt}
+{consts}
+{v} = scf.for {v}_b = {v}_c0 to {v}_m step {v}_c1 iter_args({v}_ya = {init}) -> ({yty}) {{
+{v}_y1 = scf.for {v}_j = {v}_c0 to {v}_n step {v}_c1 iter_args({v}_yb = {v}_ya) -> ({yty}) {{
+{body}
 {v}_s = arith.addf {v}_r#0, {v}_r#1 : {vt}
 {v}_red = vector.reduction <add>, {v}_s : {vt} into f32
+{sum}
 {v}_old = tensor.extract {v}_yb[{v}_b, {v}_j] : {yty}
-{v}_new = arith.addf {v}_old, {v}_red : f32
+{v}_new = arith.addf {v}_old, {v}_sum : f32
 {v}_yn = tensor.insert {v}_new into {v}_yb[{v}_b, {v}_j] : {yty}
 scf.yield {v}_yn : {yty}
 }}
 scf.yield {v}_y1 : {yty}
-}} {{bonsai.kernel = \"sparse_gemv\"}}",
-        np1 = nn + 1
+}} {{bonsai.kernel = \"{kind}\"}}",
+        consts = f.consts,
+        body = f.body,
+        kind = f.kind
     );
     for l in text.lines() {
         e.line(l);
     }
-    v
+    v.to_string()
 }
 
 /// Lanes of `int8_gemv`'s vectors; each step covers two (32 weights of a row).
@@ -165,41 +211,25 @@ pub(super) fn int8_rows(w: &Tensor) -> Option<(Vec<i8>, Vec<f32>)> {
 /// feature's scale multiplies the sum. The weight is read as a quarter of the f32 bytes.
 pub(super) fn int8_gemv(e: &mut Emitter, n: &N, q: Vec<i8>, scales: Vec<f32>) -> String {
     let a = n.in_ty(0).clone();
-    let out = n.out_ty(0).clone();
-    let (m, nn) = (out.shape[0], out.shape[1]);
+    let nn = n.out_ty(0).shape[1];
     let k = a.shape[1];
     let q_c = e.constant(&Tensor::new(vec![nn, k], Data::I8(q)), Some("int8_weight"));
     let s_c = e.constant(&Tensor::f32(vec![nn], scales), Some("int8_scale"));
-    let dt = DType::F32;
-    let init = if n.has(2) {
-        let wname = n.g.values[n.node.inputs[1].expect("present")].name.clone();
-        let bs = e.bias(n.node.inputs[2].expect("present"), &wname);
-        let ins = vec![op(bs, dt, &[nn], amap(2, &[d(1)]))];
-        map(e, ins, dt, &out.shape, |_, x| x[0].clone())
-    } else {
-        fill_scalar(e, dt, &out.shape, 0.0)
-    };
     let x = n.input(e, 0);
     let v = e.fresh();
-    let yty = tty_of(dt, &out.shape);
-    let xty = tty_of(dt, &a.shape);
+    let xty = tty_of(DType::F32, &a.shape);
     let qty = format!("tensor<{nn}x{k}xi8>");
     let vt = format!("vector<{INT8_LANES}xf32>");
     let it = format!("vector<{INT8_LANES}xi8>");
-    let text = format!(
-        "{v}_c0 = arith.constant 0 : index
-{v}_c1 = arith.constant 1 : index
-{v}_c16 = arith.constant {INT8_LANES} : index
+    let consts = format!(
+        "{v}_c16 = arith.constant {INT8_LANES} : index
 {v}_step = arith.constant {step} : index
-{v}_m = arith.constant {m} : index
-{v}_n = arith.constant {nn} : index
 {v}_k = arith.constant {k} : index
-{v}_z = arith.constant 0.0 : f32
-{v}_zi = arith.constant 0 : i8
-{v}_zv = arith.constant dense<0.0> : {vt}
-{v} = scf.for {v}_b = {v}_c0 to {v}_m step {v}_c1 iter_args({v}_ya = {init}) -> ({yty}) {{
-{v}_y1 = scf.for {v}_j = {v}_c0 to {v}_n step {v}_c1 iter_args({v}_yb = {v}_ya) -> ({yty}) {{
-{v}_r:2 = scf.for {v}_e = {v}_c0 to {v}_k step {v}_step iter_args({v}_s0 = {v}_zv, {v}_s1 = {v}_zv) -> ({vt}, {vt}) {{
+{v}_zi = arith.constant 0 : i8",
+        step = 2 * INT8_LANES
+    );
+    let body = format!(
+        "{v}_r:2 = scf.for {v}_e = {v}_c0 to {v}_k step {v}_step iter_args({v}_s0 = {v}_zv, {v}_s1 = {v}_zv) -> ({vt}, {vt}) {{
 {v}_e1 = arith.addi {v}_e, {v}_c16 : index
 {v}_q0 = vector.transfer_read {q_c}[{v}_j, {v}_e], {v}_zi {{in_bounds = [true]}} : {qty}, {it}
 {v}_q1 = vector.transfer_read {q_c}[{v}_j, {v}_e1], {v}_zi {{in_bounds = [true]}} : {qty}, {it}
@@ -210,22 +240,15 @@ pub(super) fn int8_gemv(e: &mut Emitter, n: &N, q: Vec<i8>, scales: Vec<f32>) ->
 {v}_f0 = vector.fma {v}_w0, {v}_x0, {v}_s0 : {vt}
 {v}_f1 = vector.fma {v}_w1, {v}_x1, {v}_s1 : {vt}
 scf.yield {v}_f0, {v}_f1 : {vt}, {vt}
-}}
-{v}_s = arith.addf {v}_r#0, {v}_r#1 : {vt}
-{v}_red = vector.reduction <add>, {v}_s : {vt} into f32
-{v}_sc = tensor.extract {s_c}[{v}_j] : tensor<{nn}xf32>
-{v}_scaled = arith.mulf {v}_red, {v}_sc : f32
-{v}_old = tensor.extract {v}_yb[{v}_b, {v}_j] : {yty}
-{v}_new = arith.addf {v}_old, {v}_scaled : f32
-{v}_yn = tensor.insert {v}_new into {v}_yb[{v}_b, {v}_j] : {yty}
-scf.yield {v}_yn : {yty}
-}}
-scf.yield {v}_y1 : {yty}
-}} {{bonsai.kernel = \"int8_gemv\"}}",
-        step = 2 * INT8_LANES
+}}"
     );
-    for l in text.lines() {
-        e.line(l);
-    }
-    v
+    let frame = Frame {
+        v: &v,
+        vt: &vt,
+        consts: &consts,
+        body: &body,
+        scale: Some((&s_c, nn)),
+        kind: "int8_gemv",
+    };
+    gemv_frame(e, n, frame)
 }

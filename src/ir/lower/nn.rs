@@ -378,53 +378,31 @@ pub(super) fn gemm(e: &mut Emitter, n: &N) -> Result<String> {
     } else {
         vec![d(0), d(1)]
     };
-    // A dense constant [n, k] weight, 16k rows and 4k outputs: the register-blocked kernel.
+    // bonsai's FC kernels take y = x W^T + b on f32 with a constant [n, k] weight.
     let (rows, cols) = (out.shape[0], out.shape[1]);
     let plain_c = !n.has(2) || n.in_ty(2).shape == [cols];
-    let blocked = e.cpu_kernels
+    let weight = n.g.konst(n.node.inputs[1].expect("present"));
+    let fc_kernel = e.cpu_kernels
         && tb
         && !ta
         && dt == DType::F32
         && alpha == 1.0
         && beta == 1.0
         && plain_c
-        && rows % KERNEL_LANES == 0
-        && cols % KERNEL_ROWS == 0
-        && n.g.konst(n.node.inputs[1].expect("present")).is_some();
-    // A few rows and a sparse constant weight: the gather kernel.
-    let gemv = e.cpu_kernels
-        && tb
-        && !ta
-        && dt == DType::F32
-        && alpha == 1.0
-        && beta == 1.0
-        && plain_c
-        && rows < 8
-        && n.g
-            .konst(n.node.inputs[1].expect("present"))
-            .is_some_and(|w| e.sparse_enough(w, GATHER_GEMV_FLOOR));
-    if gemv {
-        let w =
-            n.g.konst(n.node.inputs[1].expect("present"))
-                .expect("constant");
-        return Ok(sparse_gemv(e, n, &w.clone()));
-    }
-    // A few rows and a weight on a per-row int8 grid: read it as int8.
-    let int8 = e.cpu_kernels
-        && tb
-        && !ta
-        && dt == DType::F32
-        && alpha == 1.0
-        && beta == 1.0
-        && plain_c
-        && rows < 8
-        && n.in_ty(0).shape[1].is_multiple_of(32);
-    if int8 {
-        if let Some((q, s)) =
-            n.g.konst(n.node.inputs[1].expect("present"))
-                .and_then(|w| int8_rows(w))
-        {
-            return Ok(int8_gemv(e, n, q, s));
+        && weight.is_some();
+    // 16k rows and 4k outputs, dense: the register-blocked kernel.
+    let blocked = fc_kernel && rows % KERNEL_LANES == 0 && cols % KERNEL_ROWS == 0;
+    if fc_kernel && rows < 8 {
+        let w = weight.expect("constant");
+        // A few rows and a sparse weight: the gather kernel.
+        if e.sparse_enough(w, GATHER_GEMV_FLOOR) {
+            return Ok(sparse_gemv(e, n, &w.clone()));
+        }
+        // A few rows and a weight on a per-row int8 grid: read it as int8.
+        if n.in_ty(0).shape[1].is_multiple_of(32) {
+            if let Some((q, s)) = int8_rows(w) {
+                return Ok(int8_gemv(e, n, q, s));
+            }
         }
     }
     // A sparse enough constant weight in its ONNX layout [n, k] (transB) becomes CSR rows,

@@ -2,15 +2,18 @@
 
 use super::{bonsai, root};
 
-#[test]
-fn onnx_node_conformance() {
+/// Run `bonsai conformance` over the node tests (plus `extra` options); it must pass, and
+/// the number of passing cases is returned.
+fn conformance_passes(extra: &[&str]) -> usize {
     let dir = root().join("testdata/conformance/node");
     assert!(
         dir.exists(),
         "{} missing: run tools/setup.sh",
         dir.display()
     );
-    let o = bonsai(&["conformance", dir.to_str().unwrap()]);
+    let mut args = vec!["conformance", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let o = bonsai(&args);
     let out = String::from_utf8_lossy(&o.stdout);
     println!("{out}");
     assert!(
@@ -22,14 +25,18 @@ fn onnx_node_conformance() {
         .lines()
         .find(|l| l.starts_with("conformance:"))
         .expect("summary line");
-    let passed: usize = line
-        .split(": ")
+    line.split(": ")
         .nth(2)
         .and_then(|s| s.split(' ').next())
         .and_then(|n| n.parse().ok())
-        .expect("count");
+        .expect("count")
+}
+
+#[test]
+fn onnx_node_conformance() {
     // Guard against silently dropping support: the op table covered this many on landing.
-    assert!(passed >= 540, "{line}");
+    let passed = conformance_passes(&[]);
+    assert!(passed >= 540, "{passed} passed");
 }
 
 /// The same cases with exp, log, tanh, erf, sin, cos, pow, sqrt, ... computed by the GPU
@@ -37,23 +44,6 @@ fn onnx_node_conformance() {
 /// the reference outputs.
 #[test]
 fn onnx_node_conformance_with_gpu_math() {
-    let dir = root().join("testdata/conformance/node");
-    let o = bonsai(&["conformance", dir.to_str().unwrap(), "--gpu-math"]);
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("conformance:"))
-        .expect("summary line");
-    let passed: usize = line
-        .split(": ")
-        .nth(2)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .expect("count");
-    assert!(passed >= 540, "{line}");
+    let passed = conformance_passes(&["--gpu-math"]);
+    assert!(passed >= 540, "{passed} passed");
 }
