@@ -137,6 +137,27 @@ fn kernels(a: &BenchArgs) -> Result<()> {
                     time_us(&dense, &inputs, a.runs)?,
                     time_us(&csr, &inputs, a.runs)?,
                 );
+                // FCs: the same weight on a per-row int8 grid, which bonsai reads as int8 on
+                // fewer than 8 rows (`int8_gemv`).
+                let ti8 = if args[0] == "conv" {
+                    None
+                } else {
+                    let p8 = dir.join(format!("k_{}_{s}_int8.onnx", rows.len()));
+                    let st = Command::new("python3")
+                        .arg(make)
+                        .args(&args)
+                        .args([s.to_string(), a.batch.to_string()])
+                        .arg(&p8)
+                        .arg("int8")
+                        .status()
+                        .context("python3 (numpy, onnx) to write the kernel model")?;
+                    if !st.success() {
+                        bail!("{make} failed");
+                    }
+                    let g8 = load_bound(&p8, &Default::default())?;
+                    let c8 = Compiled::with_options(g8, &bonsai::ir::lower::Options::cpu(None))?;
+                    Some(time_us(&c8, &inputs, a.runs)?)
+                };
                 let ort = if a.no_ort {
                     None
                 } else {
@@ -148,8 +169,9 @@ fn kernels(a: &BenchArgs) -> Result<()> {
                 };
                 rows.push(serde_json::json!({
                     "shape": shape, "batch": a.batch, "sparsity": s,
-                    "dense_us": td, "csr_us": tc, "onnxruntime_us": ort,
+                    "dense_us": td, "csr_us": tc, "onnxruntime_us": ort, "int8_us": ti8,
                     "csr_speedup_vs_dense": td / tc,
+                    "int8_speedup_vs_dense": ti8.map(|t| td / t),
                     "csr_speedup_vs_onnxruntime": ort.map(|o| o / tc),
                 }));
             }
@@ -162,8 +184,16 @@ fn kernels(a: &BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         println!(
-            "{:<24} {:>8} {:>10} {:>10} {:>12} {:>10} {:>10}",
-            "shape", "sparsity", "dense us", "CSR us", "onnxrt us", "CSR/dense", "CSR/ort"
+            "{:<24} {:>8} {:>10} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10}",
+            "shape",
+            "sparsity",
+            "dense us",
+            "CSR us",
+            "onnxrt us",
+            "CSR/dense",
+            "CSR/ort",
+            "int8 us",
+            "int8/dense"
         );
         for r in &rows {
             let f = |k: &str| {
@@ -177,19 +207,22 @@ fn kernels(a: &BenchArgs) -> Result<()> {
                     .unwrap_or("-".into())
             };
             println!(
-                "{:<24} {:>7.0}% {:>10} {:>10} {:>12} {:>10} {:>10}",
+                "{:<24} {:>7.0}% {:>10} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10}",
                 r["shape"].as_str().unwrap_or(""),
                 100.0 * r["sparsity"].as_f64().unwrap_or(0.0),
                 f("dense_us"),
                 f("csr_us"),
                 f("onnxruntime_us"),
                 x("csr_speedup_vs_dense"),
-                x("csr_speedup_vs_onnxruntime")
+                x("csr_speedup_vs_onnxruntime"),
+                f("int8_us"),
+                x("int8_speedup_vs_dense")
             );
         }
         println!(
             "(batch {}, 1 thread, medians of {} runs; onnxruntime runs the same sparse model \
-densely; ratios > 1 mean CSR is faster)",
+densely; ratios > 1 mean CSR is faster; int8: the FC's weight on a per-row int8 grid, read \
+as int8 below 8 rows)",
             a.batch, a.runs
         );
     }

@@ -162,6 +162,9 @@ fn kernel_bench_times_dense_and_csr_in_one_run() {
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(rows.len(), 4);
     assert_eq!(rows[2]["shape"], "conv:2x6x6:3x3x3");
+    // The int8 column: FCs only.
+    assert!(rows[0]["int8_us"].as_f64().unwrap() > 0.0);
+    assert!(rows[2]["int8_us"].is_null());
     for r in &rows {
         assert!(r["dense_us"].as_f64().unwrap() > 0.0 && r["csr_us"].as_f64().unwrap() > 0.0);
         assert!(r["csr_speedup_vs_dense"].as_f64().unwrap() > 0.0);
