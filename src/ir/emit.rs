@@ -248,18 +248,7 @@ impl<'g> Emitter<'g> {
             lead.to_vec()
         };
         debug_assert_eq!(lead.iter().product::<usize>(), rows);
-        let mut pos = vec![0i32];
-        let (mut crd, mut val) = (Vec::with_capacity(nnz), Vec::with_capacity(nnz));
-        for r in 0..rows {
-            for c in 0..cols {
-                let x = v[r * cols + c];
-                if x != 0.0 {
-                    crd.push(c as i32);
-                    val.push(x as f32);
-                }
-            }
-            pos.push(crd.len() as i32);
-        }
+        let (pos, crd, val) = row_lists(&v, cols, 1);
         let p = self.constant(
             &Tensor::new(vec![rows + 1], Data::I32(pos)),
             Some("csr_pos"),
@@ -620,4 +609,25 @@ fn sanitize(s: &str) -> String {
     }
     o.truncate(48);
     o
+}
+
+/// The non-zeros of a row-major `[rows, cols]` matrix row by row, CSR-style: positions
+/// (`rows + 1`), columns and values, each row's list padded with (column 0, value 0) to a
+/// multiple of `pad`.
+pub fn row_lists(v: &[f64], cols: usize, pad: usize) -> (Vec<i32>, Vec<i32>, Vec<f32>) {
+    let (mut pos, mut crd, mut val) = (vec![0i32], Vec::new(), Vec::new());
+    for row in v.chunks(cols) {
+        for (c, &x) in row.iter().enumerate() {
+            if x != 0.0 {
+                crd.push(c as i32);
+                val.push(x as f32);
+            }
+        }
+        while crd.len() % pad != 0 {
+            crd.push(0);
+            val.push(0.0);
+        }
+        pos.push(crd.len() as i32);
+    }
+    (pos, crd, val)
 }

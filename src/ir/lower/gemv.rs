@@ -7,7 +7,7 @@ use super::elementwise::map;
 use super::nn::{fill_scalar, op};
 use super::N;
 use crate::graph::{tensor::Data, DType, Tensor};
-use crate::ir::emit::{amap, d, tty_of, Emitter};
+use crate::ir::emit::{amap, d, row_lists, tty_of, Emitter};
 
 /// Lanes of `sparse_gemv`'s vectors (8 x f32).
 const GATHER_LANES: usize = 8;
@@ -30,22 +30,7 @@ pub(super) fn sparse_gemv(e: &mut Emitter, n: &N, w: &Tensor) -> String {
     let a = n.in_ty(0).clone();
     let nn = n.out_ty(0).shape[1];
     let k = a.shape[1];
-    let wv = w.to_f64_vec();
-    let (mut pos, mut cols, mut vals) = (vec![0i32], Vec::new(), Vec::new());
-    for j in 0..nn {
-        for c in 0..k {
-            let x = wv[j * k + c];
-            if x != 0.0 {
-                cols.push(c as i32);
-                vals.push(x as f32);
-            }
-        }
-        while cols.len() % GATHER_STEP != 0 {
-            cols.push(0);
-            vals.push(0.0);
-        }
-        pos.push(cols.len() as i32);
-    }
+    let (pos, mut cols, mut vals) = row_lists(&w.to_f64_vec(), k, GATHER_STEP);
     if cols.is_empty() {
         cols = vec![0; GATHER_STEP];
         vals = vec![0.0; GATHER_STEP];
