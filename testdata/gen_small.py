@@ -123,4 +123,26 @@ save("int8_fc",
      [h.make_tensor_value_info("y", T.FLOAT, [1, 16])],
      [nh.from_array(wq, "wq"), nh.from_array((rng.random(16) * 0.02 + 0.001).astype(np.float32), "ws"),
       nh.from_array(np.zeros(16, np.int8), "wz"), nh.from_array(f32(16), "b")])
+# Integer convolutions: 8-bit activations through QuantizeLinear/DequantizeLinear (u8, then
+# i8 with a non-zero zero point), int8 weights with per-channel scales, the second conv
+# grouped and dilated. bonsai runs both on the integers (`int8_conv`).
+wq1 = rng.integers(-127, 128, size=(8, 6, 3, 3)).astype(np.int8)
+wq2 = rng.integers(-127, 128, size=(8, 4, 3, 3)).astype(np.int8)
+save("int8_conv",
+     [h.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+      h.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+      h.make_node("DequantizeLinear", ["wq1", "ws1", "wz1"], ["w1"], axis=0),
+      h.make_node("Conv", ["xd", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+      h.make_node("QuantizeLinear", ["c1", "cs", "cz"], ["cq"]),
+      h.make_node("DequantizeLinear", ["cq", "cs", "cz"], ["cd"]),
+      h.make_node("DequantizeLinear", ["wq2", "ws2", "wz2"], ["w2"], axis=0),
+      h.make_node("Conv", ["cd", "w2", "b2"], ["y"], pads=[2, 1, 2, 1], dilations=[2, 1], group=2)],
+     [h.make_tensor_value_info("x", T.FLOAT, [2, 6, 9, 11])],
+     [h.make_tensor_value_info("y", T.FLOAT, [2, 8, 9, 11])],
+     [nh.from_array(np.array(0.02, np.float32), "xs"), nh.from_array(np.array(120, np.uint8), "xz"),
+      nh.from_array(wq1, "wq1"), nh.from_array((rng.random(8) * 0.01 + 0.001).astype(np.float32), "ws1"),
+      nh.from_array(np.zeros(8, np.int8), "wz1"), nh.from_array(f32(8), "b1"),
+      nh.from_array(np.array(0.05, np.float32), "cs"), nh.from_array(np.array(-3, np.int8), "cz"),
+      nh.from_array(wq2, "wq2"), nh.from_array((rng.random(8) * 0.01 + 0.001).astype(np.float32), "ws2"),
+      nh.from_array(np.zeros(8, np.int8), "wz2"), nh.from_array(f32(8), "b2")])
 print("wrote", sorted(os.listdir(D)))

@@ -137,41 +137,43 @@ fn kernels(a: &BenchArgs) -> Result<()> {
                     time_us(&dense, &inputs, a.runs)?,
                     time_us(&csr, &inputs, a.runs)?,
                 );
-                // FCs: the same weight on a per-row int8 grid, which bonsai reads as int8 on
-                // fewer than 8 rows (`int8_gemv`).
-                let ti8 = if args[0] == "conv" {
-                    None
-                } else {
-                    let p8 = dir.join(format!("k_{}_{s}_int8.onnx", rows.len()));
-                    let st = Command::new("python3")
-                        .arg(make)
-                        .args(&args)
-                        .args([s.to_string(), a.batch.to_string()])
-                        .arg(&p8)
-                        .arg("int8")
-                        .status()
-                        .context("python3 (numpy, onnx) to write the kernel model")?;
-                    if !st.success() {
-                        bail!("{make} failed");
-                    }
-                    let g8 = load_bound(&p8, &Default::default())?;
-                    let c8 = Compiled::with_options(g8, &bonsai::ir::lower::Options::cpu(None))?;
-                    Some(time_us(&c8, &inputs, a.runs)?)
-                };
-                let ort = if a.no_ort {
-                    None
+                // The same op in QDQ form (8-bit input and output, int8 per-channel weight:
+                // what `quantize_static` writes), which bonsai runs as `int8_conv` (convs) or
+                // `int8_gemv` (FCs below 8 rows), and onnxruntime as QLinearConv / QGemm.
+                let p8 = dir.join(format!("k_{}_{s}_int8.onnx", rows.len()));
+                let st = Command::new("python3")
+                    .arg(make)
+                    .args(&args)
+                    .args([s.to_string(), a.batch.to_string()])
+                    .arg(&p8)
+                    .arg("int8")
+                    .status()
+                    .context("python3 (numpy, onnx) to write the kernel model")?;
+                if !st.success() {
+                    bail!("{make} failed");
+                }
+                let g8 = load_bound(&p8, &Default::default())?;
+                let c8 = Compiled::with_options(g8, &bonsai::ir::lower::Options::cpu(None))?;
+                let ti8 = time_us(&c8, &inputs, a.runs)?;
+                let (ort, ort8) = if a.no_ort {
+                    (None, None)
                 } else {
                     let npz = dir.join("x.npz");
                     let named: Vec<(String, Tensor)> =
                         inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
                     bonsai::npz::write(&npz, &named)?;
-                    Some(ort_median(ort_script, &path, &npz, a.runs)?)
+                    (
+                        Some(ort_median(ort_script, &path, &npz, a.runs)?),
+                        Some(ort_median(ort_script, &p8, &npz, a.runs)?),
+                    )
                 };
                 rows.push(serde_json::json!({
                     "shape": shape, "batch": a.batch, "sparsity": s,
                     "dense_us": td, "csr_us": tc, "onnxruntime_us": ort, "int8_us": ti8,
+                    "onnxruntime_int8_us": ort8,
                     "csr_speedup_vs_dense": td / tc,
-                    "int8_speedup_vs_dense": ti8.map(|t| td / t),
+                    "int8_speedup_vs_dense": td / ti8,
+                    "int8_speedup_vs_onnxruntime_int8": ort8.map(|o| o / ti8),
                     "csr_speedup_vs_onnxruntime": ort.map(|o| o / tc),
                 }));
             }
@@ -184,7 +186,7 @@ fn kernels(a: &BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         println!(
-            "{:<24} {:>8} {:>10} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10}",
+            "{:<24} {:>8} {:>10} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10}",
             "shape",
             "sparsity",
             "dense us",
@@ -193,7 +195,9 @@ fn kernels(a: &BenchArgs) -> Result<()> {
             "CSR/dense",
             "CSR/ort",
             "int8 us",
-            "int8/dense"
+            "int8/dense",
+            "ort int8 us",
+            "int8/ort8"
         );
         for r in &rows {
             let f = |k: &str| {
@@ -207,7 +211,7 @@ fn kernels(a: &BenchArgs) -> Result<()> {
                     .unwrap_or("-".into())
             };
             println!(
-                "{:<24} {:>7.0}% {:>10} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10}",
+                "{:<24} {:>7.0}% {:>10} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10}",
                 r["shape"].as_str().unwrap_or(""),
                 100.0 * r["sparsity"].as_f64().unwrap_or(0.0),
                 f("dense_us"),
@@ -216,13 +220,15 @@ fn kernels(a: &BenchArgs) -> Result<()> {
                 x("csr_speedup_vs_dense"),
                 x("csr_speedup_vs_onnxruntime"),
                 f("int8_us"),
-                x("int8_speedup_vs_dense")
+                x("int8_speedup_vs_dense"),
+                f("onnxruntime_int8_us"),
+                x("int8_speedup_vs_onnxruntime_int8")
             );
         }
         println!(
             "(batch {}, 1 thread, medians of {} runs; onnxruntime runs the same sparse model \
-densely; ratios > 1 mean CSR is faster; int8: the FC's weight on a per-row int8 grid, read \
-as int8 below 8 rows)",
+densely; ratios > 1 mean CSR (int8) is faster; int8: the op in QDQ form as quantize_static \
+writes it, bonsai's integer convolution or int8 FC against onnxruntime's QLinearConv / QGemm)",
             a.batch, a.runs
         );
     }

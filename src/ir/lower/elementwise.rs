@@ -126,8 +126,8 @@ pub(super) fn qdq(e: &mut Emitter, n: &N) -> String {
             let r = b.op(&format!("arith.addf {r}, {zc} : {t}"));
             let lo = scalar::cst(b, f, lo);
             let hi = scalar::cst(b, f, hi);
-            let r = b.op(&format!("arith.maximumf {r}, {lo} : {t}"));
-            let r = b.op(&format!("arith.minimumf {r}, {hi} : {t}"));
+            let r = scalar::at_least(b, t, &r, &lo);
+            let r = scalar::at_most(b, t, &r, &hi);
             scalar::cast(b, f, out.dtype, &r)
         } else {
             let x = scalar::cast(b, from, f, &a[0]);

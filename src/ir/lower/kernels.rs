@@ -325,7 +325,7 @@ fn write_block_and_close(v: &str, at: &[String], yty: &str, vt: &str, kind: &str
 
 /// The plane-form result `[N, G, Og, P']` cut to the output: pixel (h, w) is plane pixel
 /// h*wp + w (rank 1: w).
-fn plane_to_out(e: &mut Emitter, n: &N, y: &str, ys: &[usize], wp: usize) -> String {
+pub(super) fn plane_to_out(e: &mut Emitter, n: &N, y: &str, ys: &[usize], wp: usize) -> String {
     let out = n.out_ty(0).clone();
     let dt = out.dtype;
     let r = out.rank() - 2;

@@ -5,6 +5,7 @@
 
 mod elementwise;
 mod gemv;
+mod int8conv;
 mod kernels;
 mod nn;
 mod reduce;
@@ -77,9 +78,11 @@ pub fn sparse_weights(text: &str) -> usize {
         + text.matches("bonsai.kernel = \"sparse_gemv\"").count()
 }
 
-/// How many weights lowered text reads as int8 (`int8_gemv`: per-feature int8 grids).
+/// How many weights lowered text reads as int8 (`int8_gemv`: per-feature int8 grids;
+/// `int8_conv`: integer convolutions).
 pub fn int8_weights(text: &str) -> usize {
     text.matches("bonsai.kernel = \"int8_gemv\"").count()
+        + text.matches("bonsai.kernel = \"int8_conv\"").count()
 }
 
 pub fn lower_with(g: &Graph, opts: &Options) -> Result<String> {

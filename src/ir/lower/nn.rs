@@ -2,6 +2,7 @@
 
 use super::elementwise::{map, operands};
 use super::gemv::{int8_gemv, int8_rows, sparse_gemv, GATHER_GEMV_FLOOR};
+use super::int8conv::{int8_conv, int8_conv_of};
 use super::kernels::{
     conv_init, conv_kernel, gemm_kernel, sparse_conv, sparse_direct, sparse_gemm_batched,
     KernelConv, SparseConv, CSR_BATCHED_FLOOR, CSR_ROWWISE_FLOOR, DIRECT_PIXELS, KERNEL_LANES,
@@ -156,6 +157,20 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
         out_dim: 0,
         transposed: false,
     };
+    // An 8-bit quantised input and an int8-grid weight: the integer kernel.
+    let int8 = if blocked { int8_conv_of(n, cg) } else { None };
+    if let Some(q) = int8 {
+        let kc = KernelConv {
+            xg: &xg,
+            xg_s: &xg_s,
+            w: "",
+            wshape: &wg,
+            wp,
+            pixels,
+            dil: &dil,
+        };
+        return Ok(int8_conv(e, n, kc, q));
+    }
     let ws = e.weight(n.node.inputs[1].expect("present"), &tag);
     let wg_s = e.reshape(&ws, dt, &w.shape, &wg);
     if blocked {

@@ -3,6 +3,20 @@
 use crate::graph::{Attrs, DType};
 use crate::ir::emit::{flit, Body};
 
+/// `max(x, lo)` for a constant bound, as compare and select: a NaN `x` stays NaN (as with
+/// `arith.maximumf`), and x86 turns it into one `maxps` (the NaN-propagating `maximumf` costs
+/// a compare and a blend more, enough that LLVM left such loops scalar).
+pub fn at_least(b: &mut Body, t: &str, x: &str, lo: &str) -> String {
+    let c = b.op(&format!("arith.cmpf olt, {x}, {lo} : {t}"));
+    b.op(&format!("arith.select {c}, {lo}, {x} : {t}"))
+}
+
+/// `min(x, hi)` for a constant bound (see [`at_least`]).
+pub fn at_most(b: &mut Body, t: &str, x: &str, hi: &str) -> String {
+    let c = b.op(&format!("arith.cmpf ogt, {x}, {hi} : {t}"));
+    b.op(&format!("arith.select {c}, {hi}, {x} : {t}"))
+}
+
 pub fn cst(b: &mut Body, dt: DType, v: f64) -> String {
     b.op(&format!("arith.constant {} : {}", flit(dt, v), dt.mlir()))
 }
@@ -114,7 +128,7 @@ pub fn unary(b: &mut Body, op: &str, dt: DType, x: &str, a: &Attrs) -> Option<St
     let s = match op {
         "Relu" => {
             let z = cst(b, dt, 0.0);
-            format!("arith.maximumf {x}, {z} : {t}")
+            return Some(at_least(b, t, x, &z));
         }
         "LeakyRelu" => {
             let z = cst(b, dt, 0.0);
@@ -142,8 +156,8 @@ pub fn unary(b: &mut Body, op: &str, dt: DType, x: &str, a: &Attrs) -> Option<St
             let cb = cst(b, dt, be);
             let m = b.op(&format!("arith.mulf {x}, {ca} : {t}"));
             let s = b.op(&format!("arith.addf {m}, {cb} : {t}"));
-            let lo = b.op(&format!("arith.maximumf {s}, {z} : {t}"));
-            let hs = b.op(&format!("arith.minimumf {lo}, {one} : {t}"));
+            let lo = at_least(b, t, &s, &z);
+            let hs = at_most(b, t, &lo, &one);
             if op == "HardSwish" {
                 format!("arith.mulf {x}, {hs} : {t}")
             } else {
@@ -212,8 +226,8 @@ pub fn unary(b: &mut Body, op: &str, dt: DType, x: &str, a: &Attrs) -> Option<St
                 .unwrap_or(f64::INFINITY);
             let l = cst(b, dt, lo);
             let h = cst(b, dt, hi);
-            let m = b.op(&format!("arith.maximumf {x}, {l} : {t}"));
-            format!("arith.minimumf {m}, {h} : {t}")
+            let m = at_least(b, t, x, &l);
+            return Some(at_most(b, t, &m, &h));
         }
         _ => return None,
     };

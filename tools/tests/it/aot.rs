@@ -143,6 +143,42 @@ assert np.allclose(a, r, rtol=1e-5, atol=1e-5), (a, r)
 }
 
 #[test]
+fn int8_convolutions_run_on_integers_and_match_onnxruntime() {
+    // testdata/small/int8_conv.onnx: two convolutions on QDQ activations (u8, then i8 with a
+    // non-zero zero point) and int8 per-channel weights, the second grouped and dilated. Both
+    // run as integer kernels. The reference is onnxruntime without graph optimisations: its
+    // fused int8 convolution (U8S8 on AVX2) saturates 16-bit pair sums on full-range weights
+    // and moves this model's outputs by up to 11.5, where the ONNX semantics (and bonsai's
+    // exact 32-bit sums) do not.
+    let d = tempdir("int8conv");
+    let model = root().join("testdata/small/int8_conv.onnx");
+    let prep = r#"
+import sys, numpy as np, onnxruntime as ort
+x = np.random.default_rng(4).uniform(-2.5, 2.8, (2, 6, 9, 11)).astype(np.float32)
+np.savez(sys.argv[2] + "/in.npz", x=x)
+so = ort.SessionOptions()
+so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+np.save(sys.argv[2] + "/ort.npy", ort.InferenceSession(sys.argv[1], so).run(None, {"x": x})[0])
+"#;
+    python_ok(prep, &[&model, &d]);
+    let lib = d.join("build");
+    bonsai_ok(&["compile", s(&model), "-o", s(&lib)]);
+    let text =
+        String::from_utf8_lossy(&bonsai_ok(&["import", s(&model), "--cpu"]).stdout).to_string();
+    assert_eq!(text.matches("bonsai.kernel = \"int8_conv\"").count(), 2);
+    assert!(text.contains("xi16>"));
+    let (jit, rt) = jit_and_library(&model, &lib, &d.join("in.npz"), &d);
+    let cmp = r#"
+import sys, numpy as np
+a, b, r = np.load(sys.argv[1])["y"], np.load(sys.argv[2])["y"], np.load(sys.argv[3])
+assert a.tobytes() == b.tobytes(), "the library differs from the JIT"
+assert np.abs(r).max() > 10, "outputs too small to test"
+assert np.allclose(a, r, rtol=1e-5, atol=1e-4), np.abs(a - r).max()
+"#;
+    python_ok(cmp, &[&jit, &rt, &d.join("ort.npy")]);
+}
+
+#[test]
 fn kernel_bench_times_dense_and_csr_in_one_run() {
     let d = tempdir("kbench");
     let svg = d.join("k.svg");
@@ -162,9 +198,11 @@ fn kernel_bench_times_dense_and_csr_in_one_run() {
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(rows.len(), 4);
     assert_eq!(rows[2]["shape"], "conv:2x6x6:3x3x3");
-    // The int8 column: FCs only.
-    assert!(rows[0]["int8_us"].as_f64().unwrap() > 0.0);
-    assert!(rows[2]["int8_us"].is_null());
+    // The int8 column: the QDQ form of every shape; onnxruntime's only without --no-ort.
+    for r in &rows {
+        assert!(r["int8_us"].as_f64().unwrap() > 0.0);
+        assert!(r["onnxruntime_int8_us"].is_null());
+    }
     for r in &rows {
         assert!(r["dense_us"].as_f64().unwrap() > 0.0 && r["csr_us"].as_f64().unwrap() > 0.0);
         assert!(r["csr_speedup_vs_dense"].as_f64().unwrap() > 0.0);

@@ -1,0 +1,267 @@
+//! The integer convolution: a stride-1 convolution whose input comes straight from a
+//! per-tensor DequantizeLinear (8-bit activations, as `quantize_static` and bonsai's
+//! `quantize-activations` write them) and whose weight lies on a per-channel int8 grid
+//! (`int8_rows`) is computed on the integers, exactly, in 32-bit accumulators: the input
+//! is taken back to its integers (`x / scale`, exact), stored as 16-bit pairs of adjacent
+//! channels, and each step multiplies one such pair per pixel by a pair of weights and adds
+//! both products (`vpmaddwd` on x86, which LLVM forms from the extend / multiply / even-odd
+//! add below): 16 multiply-adds per instruction against the f32 kernel's 8. One multiply
+//! by `x_scale * w_scale[o]` then adds the bias.
+
+use super::gemv::int8_rows;
+use super::kernels::{conv_init, plane_to_out, KernelConv, KERNEL_LANES, KERNEL_ROWS};
+use super::N;
+use crate::graph::{tensor::Data, DType, Tensor};
+use crate::ir::emit::{amap, d, tty_of, Emitter, Operand};
+
+/// i32 lanes of one accumulator (a 256-bit register); a 16-pixel block is two of them.
+const LANES: usize = 8;
+
+/// What the integer convolution needs: the input's scale, and the weight as int8 `[M, J]`
+/// (J = Cg*K..., ONNX order) with one scale per output channel.
+pub(super) struct Int8Conv {
+    pub(super) x_scale: f32,
+    pub(super) q: Vec<i8>,
+    pub(super) w_scales: Vec<f32>,
+}
+
+/// The integer form of convolution `n`, if it has one: its input produced by a
+/// DequantizeLinear of 8-bit integers with a constant scalar scale, its weight constant on a
+/// per-channel int8 grid, an even number of channels per group (channels go in pairs).
+pub(super) fn int8_conv_of(n: &N, cg: usize) -> Option<Int8Conv> {
+    if !cg.is_multiple_of(2) {
+        return None;
+    }
+    let xv = n.node.inputs[0]?;
+    let dq = n.g.nodes.node_weights().find(|m| m.outputs.contains(&xv))?;
+    if dq.op != "DequantizeLinear" {
+        return None;
+    }
+    let from = n.g.ty(dq.inputs[0]?)?.dtype;
+    if !matches!(from, DType::U8 | DType::I8) {
+        return None;
+    }
+    let scale = n.g.konst(dq.inputs.get(1).copied().flatten()?)?;
+    if scale.len() != 1 {
+        return None;
+    }
+    if let Some(z) = dq.inputs.get(2).copied().flatten() {
+        if n.g.konst(z)?.len() != 1 {
+            return None;
+        }
+    }
+    let x_scale = scale.to_f64_vec()[0] as f32;
+    if !(x_scale.is_finite() && x_scale > 0.0) {
+        return None;
+    }
+    let w = n.g.konst(n.node.inputs[1]?)?;
+    let m = w.shape[0];
+    let (q, w_scales) = int8_rows(&w.reshaped(vec![m, w.len() / m]))?;
+    Some(Int8Conv {
+        x_scale,
+        q,
+        w_scales,
+    })
+}
+
+/// The integer convolution over the padded input plane `s.xg_s` `[N, G, Cg, L]` (f32
+/// values on the input's integer grid): the same register blocks as `conv_kernel` (4 output
+/// channels x 16 pixels, now as 8 accumulators of 8 x i32), with reduction steps over
+/// channel pairs and kernel positions.
+pub(super) fn int8_conv(e: &mut Emitter, n: &N, s: KernelConv, w: Int8Conv) -> String {
+    let (nb, group, cg, len) = (s.xg[0], s.xg[1], s.xg[2], s.xg[3]);
+    let og = s.wshape[1];
+    let ks = &s.wshape[3..];
+    let kk: usize = ks.iter().product();
+    let rank = ks.len();
+    let cp = cg / 2;
+    let pp = s.pixels.next_multiple_of(KERNEL_LANES);
+
+    // The input's integers as i16 channel pairs: xq[n, g, c/2, l, c%2] = x[n, g, c, l] / scale.
+    let qshape = [nb, group, cp, len, 2];
+    let qty = format!("tensor<{nb}x{group}x{cp}x{len}x2xi16>");
+    let flat = cp * len * 2;
+    let fty = format!("tensor<{nb}x{group}x{flat}xi16>");
+    let empty = e.fresh();
+    e.line(&format!("{empty} = tensor.empty() : {qty}"));
+    let ins = [Operand {
+        ssa: s.xg_s.to_string(),
+        ty: tty_of(DType::F32, s.xg),
+        map: amap(5, &[d(0), d(1), "d2 * 2 + d4".into(), d(3)]),
+        elem: "f32",
+    }];
+    let out = Operand {
+        ssa: empty,
+        ty: qty.clone(),
+        map: amap(5, &(0..5).map(d).collect::<Vec<_>>()),
+        elem: "i16",
+    };
+    let sx = crate::ir::emit::flit(DType::F32, w.x_scale as f64);
+    let xq = e.generic(&ins, &out, &["parallel"; 5], |b, a| {
+        let c = b.op(&format!("arith.constant {sx} : f32"));
+        let q = b.op(&format!("arith.divf {}, {c} : f32", a[0]));
+        let q = b.op(&format!("math.roundeven {q} : f32"));
+        b.op(&format!("arith.fptosi {q} : f32 to i16"))
+    });
+    debug_assert_eq!(qshape.iter().product::<usize>(), nb * group * flat);
+    let xf = e.fresh();
+    e.line(&format!(
+        "{xf} = tensor.collapse_shape {xq} [[0], [1], [2, 3, 4]] : {qty} into {fty}"
+    ));
+
+    // Weights as i32 pairs (low half: even channel), steps in (channel pair, k...) order,
+    // and each step's offset into the flattened pairs (in i16 elements; pixel p adds 2p).
+    let j = cg * kk;
+    let nj = cp * kk;
+    let mut pairs = Vec::with_capacity(group * og * nj);
+    for o in 0..group * og {
+        let row = &w.q[o * j..(o + 1) * j];
+        for c in 0..cp {
+            for kf in 0..kk {
+                let lo = row[2 * c * kk + kf] as i16 as u16 as u32;
+                let hi = row[(2 * c + 1) * kk + kf] as i16 as u16 as u32;
+                pairs.push((lo | (hi << 16)) as i32);
+            }
+        }
+    }
+    let mut offs = Vec::with_capacity(nj);
+    for c in 0..cp {
+        for kf in 0..kk {
+            let (mut rem, mut o) = (kf, c * len);
+            for i in (0..rank).rev() {
+                let k = rem % ks[i];
+                rem /= ks[i];
+                o += k * s.dil[i] as usize * if i + 1 < rank { s.wp } else { 1 };
+            }
+            offs.push((2 * o).to_string());
+        }
+    }
+    let wq = e.constant(
+        &Tensor::new(vec![group, og, nj], Data::I32(pairs)),
+        Some("int8_conv_weight"),
+    );
+    let scales: Vec<f32> = w.w_scales.iter().map(|&ws| ws * w.x_scale).collect();
+    let sc = e.constant(
+        &Tensor::f32(vec![group, og], scales),
+        Some("int8_conv_scale"),
+    );
+    let ys = [nb, group, og, pp];
+    let init = conv_init(e, n, DType::F32, &ys);
+
+    let v = e.fresh();
+    let yty = tty_of(DType::F32, &ys);
+    let wty = format!("tensor<{group}x{og}x{nj}xi32>");
+    let sty = format!("tensor<{group}x{og}xf32>");
+    let at = format!("vector<{LANES}xi32>");
+    let xt = format!("vector<{}xi16>", 2 * LANES);
+    let xe = format!("vector<{}xi32>", 2 * LANES);
+    let ft = format!("vector<{LANES}xf32>");
+    let even: Vec<String> = (0..LANES).map(|i| (2 * i).to_string()).collect();
+    let odd: Vec<String> = (0..LANES).map(|i| (2 * i + 1).to_string()).collect();
+    let (even, odd) = (even.join(", "), odd.join(", "));
+    let mut text = format!(
+        "{v}_offs = arith.constant dense<[{}]> : tensor<{nj}xindex>
+{v}_c0 = arith.constant 0 : index
+{v}_c1 = arith.constant 1 : index
+{v}_c2 = arith.constant 2 : index
+{v}_c8 = arith.constant {LANES} : index
+{v}_c16 = arith.constant {half} : index
+{v}_rows = arith.constant {KERNEL_ROWS} : index
+{v}_lanes = arith.constant {KERNEL_LANES} : index
+{v}_nb = arith.constant {nb} : index
+{v}_ng = arith.constant {group} : index
+{v}_og = arith.constant {og} : index
+{v}_pp = arith.constant {pp} : index
+{v}_nj = arith.constant {nj} : index
+{v}_z = arith.constant 0.0 : f32
+{v}_zq = arith.constant 0 : i16
+{v}_zv = arith.constant dense<0> : {at}
+{v} = scf.for {v}_n = {v}_c0 to {v}_nb step {v}_c1 iter_args({v}_ya = {init}) -> ({yty}) {{
+{v}_y1 = scf.for {v}_g = {v}_c0 to {v}_ng step {v}_c1 iter_args({v}_yb = {v}_ya) -> ({yty}) {{
+{v}_y2 = scf.for {v}_p = {v}_c0 to {v}_pp step {v}_lanes iter_args({v}_yc = {v}_yb) -> ({yty}) {{
+{v}_y3 = scf.for {v}_o = {v}_c0 to {v}_og step {v}_rows iter_args({v}_yd = {v}_yc) -> ({yty}) {{
+{v}_p2 = arith.muli {v}_p, {v}_c2 : index
+",
+        offs.join(", "),
+        half = 2 * LANES,
+    );
+    let rows: Vec<String> = (0..KERNEL_ROWS).map(|i| format!("{v}_o{i}")).collect();
+    text += &format!("{v}_o0 = arith.addi {v}_o, {v}_c0 : index\n");
+    for i in 1..KERNEL_ROWS {
+        text += &format!(
+            "{v}_k{i} = arith.constant {i} : index\n{v}_o{i} = arith.addi {v}_o, {v}_k{i} : index\n"
+        );
+    }
+    // Accumulator (row i, half h) is number 2i + h.
+    let nacc = 2 * KERNEL_ROWS;
+    let accs: Vec<String> = (0..nacc).map(|a| format!("{v}_s{a} = {v}_zv")).collect();
+    let ats = vec![at.as_str(); nacc].join(", ");
+    text += &format!(
+        "{v}_r:{nacc} = scf.for {v}_j = {v}_c0 to {v}_nj step {v}_c1 iter_args({}) -> ({ats}) {{
+{v}_off = tensor.extract {v}_offs[{v}_j] : tensor<{nj}xindex>
+{v}_q0 = arith.addi {v}_off, {v}_p2 : index
+{v}_q1 = arith.addi {v}_q0, {v}_c16 : index
+{v}_x0 = vector.transfer_read {xf}[{v}_n, {v}_g, {v}_q0], {v}_zq {{in_bounds = [true]}} : {fty}, {xt}
+{v}_x1 = vector.transfer_read {xf}[{v}_n, {v}_g, {v}_q1], {v}_zq {{in_bounds = [true]}} : {fty}, {xt}
+{v}_e0 = arith.extsi {v}_x0 : {xt} to {xe}
+{v}_e1 = arith.extsi {v}_x1 : {xt} to {xe}
+",
+        accs.join(", ")
+    );
+    let mut next = Vec::with_capacity(nacc);
+    for (i, o) in rows.iter().enumerate() {
+        text += &format!(
+            "{v}_w{i} = tensor.extract {wq}[{v}_g, {o}, {v}_j] : {wty}
+{v}_wb{i} = vector.broadcast {v}_w{i} : i32 to {at}
+{v}_wh{i} = vector.bitcast {v}_wb{i} : {at} to {xt}
+{v}_we{i} = arith.extsi {v}_wh{i} : {xt} to {xe}
+"
+        );
+        for h in 0..2 {
+            let a = 2 * i + h;
+            text += &format!(
+                "{v}_m{a} = arith.muli {v}_e{h}, {v}_we{i} : {xe}
+{v}_ev{a} = vector.shuffle {v}_m{a}, {v}_m{a} [{even}] : {xe}, {xe}
+{v}_od{a} = vector.shuffle {v}_m{a}, {v}_m{a} [{odd}] : {xe}, {xe}
+{v}_pr{a} = arith.addi {v}_ev{a}, {v}_od{a} : {at}
+{v}_n{a} = arith.addi {v}_s{a}, {v}_pr{a} : {at}
+"
+            );
+            next.push(format!("{v}_n{a}"));
+        }
+    }
+    text += &format!("scf.yield {} : {ats}\n}}\n", next.join(", "));
+    // y[n, g, o_i, p + 8h] = bias + acc * x_scale * w_scale[o_i].
+    let mut cur = format!("{v}_yd");
+    for (i, o) in rows.iter().enumerate() {
+        text += &format!(
+            "{v}_sc{i} = tensor.extract {sc}[{v}_g, {o}] : {sty}
+{v}_sb{i} = vector.broadcast {v}_sc{i} : f32 to {ft}
+"
+        );
+        for h in 0..2 {
+            let a = 2 * i + h;
+            let px = if h == 0 {
+                format!("{v}_p")
+            } else {
+                text += &format!("{v}_ph{a} = arith.addi {v}_p, {v}_c8 : index\n");
+                format!("{v}_ph{a}")
+            };
+            text += &format!(
+                "{v}_b{a} = vector.transfer_read {cur}[{v}_n, {v}_g, {o}, {px}], {v}_z {{in_bounds = [true]}} : {yty}, {ft}
+{v}_f{a} = arith.sitofp {v}_r#{a} : {at} to {ft}
+{v}_u{a} = vector.fma {v}_f{a}, {v}_sb{i}, {v}_b{a} : {ft}
+{v}_t{a} = vector.transfer_write {v}_u{a}, {cur}[{v}_n, {v}_g, {o}, {px}] {{in_bounds = [true]}} : {ft}, {yty}
+"
+            );
+            cur = format!("{v}_t{a}");
+        }
+    }
+    text += &format!(
+        "scf.yield {cur} : {yty}\n}}\nscf.yield {v}_y3 : {yty}\n}}\nscf.yield {v}_y2 : {yty}\n}}\nscf.yield {v}_y1 : {yty}\n}} {{bonsai.kernel = \"int8_conv\"}}"
+    );
+    for l in text.lines() {
+        e.line(l);
+    }
+    plane_to_out(e, n, &v, &ys, s.wp)
+}
