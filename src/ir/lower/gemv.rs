@@ -156,6 +156,15 @@ const INT8_LANES: usize = 16;
 /// or more (what symmetric per-channel int8 quantisation writes, onnxruntime's
 /// `quantize_static` included): `w = q * scale` exactly in f32.
 pub(super) fn int8_rows(w: &Tensor) -> Option<(Vec<i8>, Vec<f32>)> {
+    let (q, s) = grid_rows(w, 127)?;
+    Some((q.into_iter().map(|v| v as i8).collect(), s))
+}
+
+/// The weight `[n, k]` as integers of at most `max` steps either side of zero and one scale
+/// per row, if every row is a multiple of one step with its largest value at 64 steps or
+/// more: `w = q * scale` exactly in f32. With `max` 255 this also covers asymmetric int8
+/// (`(q - zero_point) * scale`, up to 255 steps from zero).
+pub(super) fn grid_rows(w: &Tensor, max: u32) -> Option<(Vec<i16>, Vec<f32>)> {
     if w.shape.len() != 2 || w.dtype() != DType::F32 {
         return None;
     }
@@ -166,24 +175,24 @@ pub(super) fn int8_rows(w: &Tensor) -> Option<(Vec<i8>, Vec<f32>)> {
         let top = row.iter().fold(0.0f64, |m, x| m.max(x.abs()));
         if top == 0.0 {
             scales.push(0.0);
-            q.extend(std::iter::repeat_n(0i8, k));
+            q.extend(std::iter::repeat_n(0i16, k));
             continue;
         }
-        // The row's largest value is some m <= 127 steps: 127 for min-max quantisation, a
+        // The row's largest value is some m <= max steps: `max` for min-max quantisation, a
         // little less when the largest step count did not occur.
-        let fits = |m: f64| -> Option<(f32, Vec<i8>)> {
+        let fits = |m: f64| -> Option<(f32, Vec<i16>)> {
             let s = (top / m) as f32;
             let mut out = Vec::with_capacity(k);
             for &x in row {
                 let r = (x / s as f64).round();
-                if r.abs() > 127.0 || (r as f32 * s) as f64 != x {
+                if r.abs() > max as f64 || (r as f32 * s) as f64 != x {
                     return None;
                 }
-                out.push(r as i8);
+                out.push(r as i16);
             }
             Some((s, out))
         };
-        let (s, r) = (64..=127).rev().find_map(|m| fits(m as f64))?;
+        let (s, r) = (64..=max).rev().find_map(|m| fits(m as f64))?;
         scales.push(s);
         q.extend(r);
     }
@@ -236,4 +245,28 @@ scf.yield {v}_f0, {v}_f1 : {vt}, {vt}
         kind: "int8_gemv",
     };
     gemv_frame(e, n, frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Asymmetric int8 ((q - zp) * s, here 128 steps below zero) is no int8 row, but it is
+    /// a 255-step grid; values off any grid are neither.
+    #[test]
+    fn grids_are_found_exactly() {
+        let s = 0.0070743416f32;
+        let row: Vec<f32> = [-128i32, -3, 0, 5, 100]
+            .iter()
+            .map(|&k| k as f32 * s)
+            .collect();
+        let w = Tensor::f32(vec![1, 5], row.clone());
+        assert!(int8_rows(&w).is_none());
+        let (q, sc) = grid_rows(&w, 255).expect("a 255-step grid");
+        assert_eq!(q, vec![-128, -3, 0, 5, 100]);
+        assert_eq!(sc[0] * 128.0, row[0].abs());
+        let mut off = row;
+        off[3] += 1e-3;
+        assert!(grid_rows(&Tensor::f32(vec![1, 5], off), 255).is_none());
+    }
 }

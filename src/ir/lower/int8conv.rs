@@ -1,14 +1,14 @@
 //! The integer convolution: a stride-1 convolution whose input comes straight from a
 //! per-tensor DequantizeLinear (8-bit activations, as `quantize_static` and bonsai's
 //! `quantize-activations` write them) and whose weight lies on a per-channel int8 grid
-//! (`int8_rows`) is computed on the integers, exactly, in 32-bit accumulators: the input
+//! (`grid_rows`) is computed on the integers, exactly, in 32-bit accumulators: the input
 //! is taken back to its integers (`x / scale`, exact), stored as 16-bit pairs of adjacent
 //! channels, and each step multiplies one such pair per pixel by a pair of weights and adds
 //! both products (`vpmaddwd` on x86, which LLVM forms from the extend / multiply / even-odd
 //! add below): 16 multiply-adds per instruction against the f32 kernel's 8. One multiply
 //! by `x_scale * w_scale[o]` then adds the bias.
 
-use super::gemv::int8_rows;
+use super::gemv::grid_rows;
 use super::kernels::{conv_init, plane_to_out, KernelConv, KERNEL_LANES, KERNEL_ROWS};
 use super::N;
 use crate::graph::{tensor::Data, DType, Tensor};
@@ -17,11 +17,12 @@ use crate::ir::emit::{amap, d, tty_of, Emitter, Operand};
 /// i32 lanes of one accumulator (a 256-bit register); a 16-pixel block is two of them.
 const LANES: usize = 8;
 
-/// What the integer convolution needs: the input's scale, and the weight as int8 `[M, J]`
-/// (J = Cg*K..., ONNX order) with one scale per output channel.
+/// What the integer convolution needs: the input's scale, and the weight as integers
+/// `[M, J]` (J = Cg*K..., ONNX order; at most 255 steps from zero, so that asymmetric int8
+/// fits) with one scale per output channel.
 pub(super) struct Int8Conv {
     pub(super) x_scale: f32,
-    pub(super) q: Vec<i8>,
+    pub(super) q: Vec<i16>,
     pub(super) w_scales: Vec<f32>,
 }
 
@@ -56,7 +57,7 @@ pub(super) fn int8_conv_of(n: &N, cg: usize) -> Option<Int8Conv> {
     }
     let w = n.g.konst(n.node.inputs[1]?)?;
     let m = w.shape[0];
-    let (q, w_scales) = int8_rows(&w.reshaped(vec![m, w.len() / m]))?;
+    let (q, w_scales) = grid_rows(&w.reshaped(vec![m, w.len() / m]), 255)?;
     Some(Int8Conv {
         x_scale,
         q,
@@ -118,8 +119,8 @@ pub(super) fn int8_conv(e: &mut Emitter, n: &N, s: KernelConv, w: Int8Conv) -> S
         let row = &w.q[o * j..(o + 1) * j];
         for c in 0..cp {
             for kf in 0..kk {
-                let lo = row[2 * c * kk + kf] as i16 as u16 as u32;
-                let hi = row[(2 * c + 1) * kk + kf] as i16 as u16 as u32;
+                let lo = row[2 * c * kk + kf] as u16 as u32;
+                let hi = row[(2 * c + 1) * kk + kf] as u16 as u32;
                 pairs.push((lo | (hi << 16)) as i32);
             }
         }
