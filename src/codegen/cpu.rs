@@ -55,8 +55,14 @@ use dealloc;
 
 macro_rules! to_llvm {
     () => {
-        "func.func(convert-linalg-to-loops),\
-expand-strided-metadata,\
+        concat!("func.func(convert-linalg-to-loops),", loops_to_llvm!())
+    };
+}
+use to_llvm;
+
+macro_rules! loops_to_llvm {
+    () => {
+        "expand-strided-metadata,\
 lower-affine,\
 convert-scf-to-cf,\
 convert-vector-to-llvm,\
@@ -67,7 +73,7 @@ convert-to-llvm,\
 reconcile-unrealized-casts"
     };
 }
-use to_llvm;
+use loops_to_llvm;
 
 /// The same for modules with `#sparse_tensor` weights.
 pub const SPARSE_LOWER_TO_LLVM: &str =
@@ -87,7 +93,204 @@ pub fn lower_to_llvm(mlir: &Mlir, module: &mut Module, sparse: bool) -> Result<(
     allow_contraction(mlir, module);
     run_upstream(mlir, module, concat!("builtin.module(", dealloc!(), ")"))?;
     super::gpu_math::define_math(mlir, module)?;
-    run_upstream(mlir, module, concat!("builtin.module(", to_llvm!(), ")"))
+    run_upstream(
+        mlir,
+        module,
+        "builtin.module(func.func(convert-linalg-to-loops))",
+    )?;
+    vectorize_scalar_loops(mlir, module);
+    run_upstream(
+        mlir,
+        module,
+        concat!("builtin.module(", loops_to_llvm!(), ")"),
+    )?;
+    loop_annotations_to_branches(module);
+    Ok(())
+}
+
+/// `convert-scf-to-cf` carries a loop's `llvm.loop_annotation` to its latch branch as a
+/// discardable attribute, which translation to LLVM IR ignores: make it the branch's own
+/// `loop_annotation` (LLVM's `!llvm.loop` metadata).
+fn loop_annotations_to_branches(module: &mut Module) {
+    use crate::ir::capi::{attr, ops_named, sref};
+    use mlir_sys::*;
+    // SAFETY: the module is live while we hold it mutably.
+    unsafe {
+        let mut brs = Vec::new();
+        ops_named(module.as_operation().to_raw(), "llvm.br", &mut brs);
+        for op in brs {
+            if let Some(a) = attr(op, "llvm.loop_annotation") {
+                mlirOperationSetAttributeByName(op, sref("loop_annotation"), a);
+                mlirOperationRemoveAttributeByName(op, sref("llvm.loop_annotation"));
+            }
+        }
+    }
+}
+
+/// Innermost `scf.for` loops of scalar code (no vector ops: the elementwise, padding,
+/// quantisation and pooling loops that linalg lowers to) with at least 8 iterations, or an
+/// unknown count, are marked for LLVM's loop vectoriser and kept from full unrolling.
+/// Otherwise LLVM unrolls the short rows (a 14-pixel row of a 14x14 feature map) before
+/// the vectoriser runs, and its SLP pass leaves the unrolled copies scalar.
+fn vectorize_scalar_loops(mlir: &Mlir, module: &mut Module) {
+    use crate::ir::capi::{ops_named, sref, string};
+    use mlir_sys::*;
+    let ctx = mlir.context.to_raw();
+    // SAFETY: the module is live while we hold it mutably; the attribute text is valid.
+    unsafe {
+        let attr = mlirAttributeParseGet(
+            ctx,
+            sref(
+                "#llvm.loop_annotation<vectorize = #llvm.loop_vectorize<disable = false>, \
+unroll = #llvm.loop_unroll<disable = true>>",
+            ),
+        );
+        let mut loops = Vec::new();
+        ops_named(module.as_operation().to_raw(), "scf.for", &mut loops);
+        for op in loops {
+            let mut names = Vec::new();
+            collect_names(op, &mut names);
+            if names
+                .iter()
+                .skip(1)
+                .any(|n| n == "scf.for" || n.starts_with("vector.") || !vectorisable(n))
+                || !stores_move_with_loop(op)
+            {
+                continue;
+            }
+            let bound = |i: isize| -> Option<i64> {
+                let v = mlirOperationGetOperand(op, i);
+                if !mlirValueIsAOpResult(v) {
+                    return None;
+                }
+                let d = mlirOpResultGetOwner(v);
+                if string(mlirIdentifierStr(mlirOperationGetName(d))) != "arith.constant" {
+                    return None;
+                }
+                let a = crate::ir::capi::attr(d, "value")?;
+                mlirAttributeIsAInteger(a).then(|| mlirIntegerAttrGetValueInt(a))
+            };
+            if let (Some(lo), Some(hi), Some(st)) = (bound(0), bound(1), bound(2)) {
+                if st <= 0 || (hi - lo) / st < 8 {
+                    continue;
+                }
+            }
+            mlirOperationSetAttributeByName(op, sref("llvm.loop_annotation"), attr);
+        }
+    }
+}
+
+/// Whether LLVM can vectorise an op of this name: calls cannot, nor math functions that
+/// become libm calls or intrinsics without vector forms (no vector math library), only the
+/// ones with vector instructions.
+fn vectorisable(name: &str) -> bool {
+    match name.strip_prefix("math.") {
+        Some(f) => matches!(
+            f,
+            "sqrt"
+                | "absf"
+                | "absi"
+                | "floor"
+                | "ceil"
+                | "roundeven"
+                | "round"
+                | "trunc"
+                | "fma"
+                | "copysign"
+        ),
+        None => !name.ends_with(".call") && !name.starts_with("llvm."),
+    }
+}
+
+/// Whether every `memref.store` in the body of the `scf.for` `op` writes along its last
+/// dimension with the induction variable: a loop that keeps storing to one place is a
+/// reduction (the reduction dimension innermost), which LLVM cannot vectorise without
+/// reassociating float adds, and strided stores it may not either; a forced attempt that
+/// fails ends in a warning on stderr. Nor do gathers (an index computed from loaded
+/// data). Loops that only move data (fills, copies,
+/// transposes: no arithmetic but on indices) are left to LLVM, which turns the simple ones
+/// into memset / memcpy and cannot always vectorise the rest.
+///
+/// # Safety
+/// `op` must be a live `scf.for` operation.
+unsafe fn stores_move_with_loop(op: mlir_sys::MlirOperation) -> bool {
+    use crate::ir::capi::string;
+    use mlir_sys::*;
+    unsafe {
+        let body = mlirRegionGetFirstBlock(mlirOperationGetRegion(op, 0));
+        if body.ptr.is_null() || mlirBlockGetNumArguments(body) == 0 {
+            return false;
+        }
+        let mut dep: Vec<MlirValue> = vec![mlirBlockGetArgument(body, 0)];
+        let mut computes = false;
+        // Values computed from loaded data: an index among them is a gather or scatter.
+        let mut data: Vec<MlirValue> = Vec::new();
+        let depends = |dep: &[MlirValue], v: MlirValue| dep.iter().any(|d| mlirValueEqual(*d, v));
+        let mut o = mlirBlockGetFirstOperation(body);
+        while !o.ptr.is_null() {
+            let name = string(mlirIdentifierStr(mlirOperationGetName(o)));
+            let n = mlirOperationGetNumOperands(o);
+            let first_index = match name.as_str() {
+                "memref.store" => 2,
+                "memref.load" => 1,
+                _ => n,
+            };
+            if (first_index..n).any(|i| depends(&data, mlirOperationGetOperand(o, i))) {
+                return false;
+            }
+            if name == "memref.load"
+                || (0..n).any(|i| depends(&data, mlirOperationGetOperand(o, i)))
+            {
+                for r in 0..mlirOperationGetNumResults(o) {
+                    data.push(mlirOperationGetResult(o, r));
+                }
+            }
+            if name == "memref.store" {
+                // Operands: value, memref, indices...: the last index (the contiguous one)
+                // must move with the loop.
+                if n < 3 || !depends(&dep, mlirOperationGetOperand(o, n - 1)) {
+                    return false;
+                }
+            } else if (0..n).any(|i| depends(&dep, mlirOperationGetOperand(o, i))) {
+                for r in 0..mlirOperationGetNumResults(o) {
+                    dep.push(mlirOperationGetResult(o, r));
+                }
+            }
+            if (name.starts_with("arith.") || name.starts_with("math."))
+                && name != "arith.constant"
+                && mlirOperationGetNumResults(o) > 0
+                && !mlirTypeIsAIndex(mlirValueGetType(mlirOperationGetResult(o, 0)))
+            {
+                computes = true;
+            }
+            o = mlirOperationGetNextInBlock(o);
+        }
+        computes
+    }
+}
+
+/// The names of `op` and every op nested in it, in program order.
+///
+/// # Safety
+/// `op` must be a live operation.
+unsafe fn collect_names(op: mlir_sys::MlirOperation, out: &mut Vec<String>) {
+    use mlir_sys::*;
+    unsafe {
+        out.push(crate::ir::capi::string(mlirIdentifierStr(
+            mlirOperationGetName(op),
+        )));
+        for r in 0..mlirOperationGetNumRegions(op) {
+            let mut block = mlirRegionGetFirstBlock(mlirOperationGetRegion(op, r));
+            while !block.ptr.is_null() {
+                let mut o = mlirBlockGetFirstOperation(block);
+                while !o.ptr.is_null() {
+                    collect_names(o, out);
+                    o = mlirOperationGetNextInBlock(o);
+                }
+                block = mlirBlockGetNextInRegion(block);
+            }
+        }
+    }
 }
 
 /// Mark every floating-point multiply and add `fastmath<contract>`.

@@ -6,10 +6,14 @@ use super::shape::pad_with;
 use super::{scalar, N};
 use crate::error::Result;
 use crate::graph::{DType, Tensor};
-use crate::ir::emit::{amap, bcast_map, d, flit, Emitter};
+use crate::ir::emit::{amap, bcast_map, d, flit, tty_of, Emitter};
 
 /// Max/average pooling over (n, c, out..., k...), with a window operand giving the kernel
 /// loop bounds (as linalg's pooling ops do).
+/// Pooling windows of at most this many cells are read cell by cell in one elementwise map
+/// (larger ones reduce in a loop).
+const MAX_UNROLLED_WINDOW: usize = 9;
+
 pub(super) fn pool(e: &mut Emitter, n: &N) -> Result<String> {
     let x = n.in_ty(0).clone();
     let out = n.out_ty(0).clone();
@@ -52,30 +56,72 @@ pub(super) fn pool(e: &mut Emitter, n: &N) -> Result<String> {
         };
         xe.push(format!("{a} + {b}"));
     }
-    let win = e.empty(dt, &kernel);
-    let ke: Vec<String> = (0..r).map(|i| d(2 + r + i)).collect();
-    let ins = vec![
-        op(xp, dt, &pshape, amap(nl, &xe)),
-        op(win, dt, &kernel, amap(nl, &ke)),
-    ];
-    let init = fill_scalar(
-        e,
-        dt,
-        &out.shape,
-        if is_max { f64::NEG_INFINITY } else { 0.0 },
-    );
-    let ye: Vec<String> = (0..2 + r).map(d).collect();
-    let outop = op(init, dt, &out.shape, amap(nl, &ye));
-    let mut its = vec!["parallel"; 2 + r];
-    its.extend(vec!["reduction"; r]);
     let t = dt.mlir();
-    let acc = e.generic(&ins, &outop, &its, |b, a| {
-        if is_max {
-            b.op(&format!("arith.maximumf {}, {} : {t}", a[2], a[0]))
-        } else {
-            b.op(&format!("arith.addf {}, {} : {t}", a[2], a[0]))
+    let kk: usize = kernel.iter().product();
+    let acc = if kk <= MAX_UNROLLED_WINDOW {
+        // Small windows: one parallel loop nest over the output, the window's cells read in
+        // the body, so the innermost loop runs along an output row (which LLVM vectorises;
+        // a reduction loop over a 2-wide window it left scalar).
+        // Each cell as a strided slice of the padded input, shaped like the output.
+        let mut offs = Vec::with_capacity(kk);
+        crate::graph::fold::for_each_index(&kernel, |k| {
+            offs.push((0..r).map(|i| k[i] as i64 * dil[i]).collect::<Vec<i64>>());
+        });
+        let (pty, oty) = (tty_of(dt, &pshape), tty_of(dt, &out.shape));
+        let join = |v: &[String]| v.join(", ");
+        let sizes: Vec<String> = out.shape.iter().map(|v| v.to_string()).collect();
+        let mut steps = vec!["1".to_string(); 2];
+        steps.extend(strides.iter().map(|v| v.to_string()));
+        let mut ins = Vec::with_capacity(kk);
+        for o in offs {
+            let mut at = vec!["0".to_string(); 2];
+            at.extend(o.iter().map(|v| v.to_string()));
+            let c = e.fresh();
+            e.line(&format!(
+                "{c} = tensor.extract_slice {xp}[{}] [{}] [{}] : {pty} to {oty}",
+                join(&at),
+                join(&sizes),
+                join(&steps)
+            ));
+            let ident: Vec<String> = (0..2 + r).map(d).collect();
+            ins.push(op(c, dt, &out.shape, amap(2 + r, &ident)));
         }
-    });
+        map(e, ins, dt, &out.shape, |b, a| {
+            let mut v = a[0].clone();
+            for x in &a[1..kk] {
+                v = if is_max {
+                    b.op(&format!("arith.maximumf {v}, {x} : {t}"))
+                } else {
+                    b.op(&format!("arith.addf {v}, {x} : {t}"))
+                };
+            }
+            v
+        })
+    } else {
+        let win = e.empty(dt, &kernel);
+        let ke: Vec<String> = (0..r).map(|i| d(2 + r + i)).collect();
+        let ins = vec![
+            op(xp, dt, &pshape, amap(nl, &xe)),
+            op(win, dt, &kernel, amap(nl, &ke)),
+        ];
+        let init = fill_scalar(
+            e,
+            dt,
+            &out.shape,
+            if is_max { f64::NEG_INFINITY } else { 0.0 },
+        );
+        let ye: Vec<String> = (0..2 + r).map(d).collect();
+        let outop = op(init, dt, &out.shape, amap(nl, &ye));
+        let mut its = vec!["parallel"; 2 + r];
+        its.extend(vec!["reduction"; r]);
+        e.generic(&ins, &outop, &its, |b, a| {
+            if is_max {
+                b.op(&format!("arith.maximumf {}, {} : {t}", a[2], a[0]))
+            } else {
+                b.op(&format!("arith.addf {}, {} : {t}", a[2], a[0]))
+            }
+        })
+    };
     if is_max {
         return Ok(acc);
     }
