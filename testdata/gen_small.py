@@ -145,4 +145,17 @@ save("int8_conv",
       nh.from_array(np.array(0.05, np.float32), "cs"), nh.from_array(np.array(-3, np.int8), "cz"),
       nh.from_array(wq2, "wq2"), nh.from_array((rng.random(8) * 0.01 + 0.001).astype(np.float32), "ws2"),
       nh.from_array(np.zeros(8, np.int8), "wz2"), nh.from_array(f32(8), "b2")])
+# An int8 FC on 8-bit QDQ activations (u8, zero point 131): bonsai multiplies the integers
+# (`int8_gemv` on i16 inputs).
+wq3 = rng.integers(-127, 128, size=(16, 64)).astype(np.int8)
+save("int8_qfc",
+     [h.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+      h.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+      h.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["w"], axis=0),
+      h.make_node("Gemm", ["xd", "w", "b"], ["y"], transB=1)],
+     [h.make_tensor_value_info("x", T.FLOAT, [2, 64])],
+     [h.make_tensor_value_info("y", T.FLOAT, [2, 16])],
+     [nh.from_array(np.array(0.03, np.float32), "xs"), nh.from_array(np.array(131, np.uint8), "xz"),
+      nh.from_array(wq3, "wq"), nh.from_array((rng.random(16) * 0.02 + 0.001).astype(np.float32), "ws"),
+      nh.from_array(np.zeros(16, np.int8), "wz"), nh.from_array(f32(16), "b")])
 print("wrote", sorted(os.listdir(D)))

@@ -77,6 +77,7 @@ scf.yield {v}_f0, {v}_f1 : {vt}, {vt}
         body: &body,
         scale: None,
         kind: "sparse_gemv",
+        ints: false,
     };
     gemv_frame(e, n, frame)
 }
@@ -91,6 +92,8 @@ struct Frame<'a> {
     body: &'a str,
     scale: Option<(&'a str, usize)>,
     kind: &'a str,
+    /// The body accumulates `vector<8xi32>` (converted to `vt` before the reduction).
+    ints: bool,
 }
 
 /// The loops both kernels share: `y` starts as the bias (or zeros); for each row `{v}_b` of
@@ -128,7 +131,7 @@ fn gemv_frame(e: &mut Emitter, n: &N, f: Frame) -> String {
 {v} = scf.for {v}_b = {v}_c0 to {v}_m step {v}_c1 iter_args({v}_ya = {init}) -> ({yty}) {{
 {v}_y1 = scf.for {v}_j = {v}_c0 to {v}_n step {v}_c1 iter_args({v}_yb = {v}_ya) -> ({yty}) {{
 {body}
-{v}_s = arith.addf {v}_r#0, {v}_r#1 : {vt}
+{sum2}
 {v}_red = vector.reduction <add>, {v}_s : {vt} into f32
 {sum}
 {v}_old = tensor.extract {v}_yb[{v}_b, {v}_j] : {yty}
@@ -140,7 +143,14 @@ scf.yield {v}_y1 : {yty}
 }} {{bonsai.kernel = \"{kind}\"}}",
         consts = f.consts,
         body = f.body,
-        kind = f.kind
+        kind = f.kind,
+        sum2 = if f.ints {
+            format!(
+                "{v}_si = arith.addi {v}_r#0, {v}_r#1 : vector<8xi32>\n{v}_s = arith.sitofp {v}_si : vector<8xi32> to {vt}"
+            )
+        } else {
+            format!("{v}_s = arith.addf {v}_r#0, {v}_r#1 : {vt}")
+        }
     );
     for l in text.lines() {
         e.line(l);
@@ -204,6 +214,9 @@ pub(super) fn grid_rows(w: &Tensor, max: u32) -> Option<(Vec<i16>, Vec<f32>)> {
 /// 16-lane accumulators over `k`, each step converting 16 weights to f32 on the fly; the
 /// feature's scale multiplies the sum. The weight is read as a quarter of the f32 bytes.
 pub(super) fn int8_gemv(e: &mut Emitter, n: &N, q: Vec<i8>, scales: Vec<f32>) -> String {
+    if let Some(sx) = super::int8conv::quantised_input_scale(n) {
+        return int8_gemv_integer(e, n, q, scales, sx);
+    }
     let a = n.in_ty(0).clone();
     let nn = n.out_ty(0).shape[1];
     let k = a.shape[1];
@@ -243,6 +256,72 @@ scf.yield {v}_f0, {v}_f1 : {vt}, {vt}
         body: &body,
         scale: Some((&s_c, nn)),
         kind: "int8_gemv",
+        ints: false,
+    };
+    gemv_frame(e, n, frame)
+}
+
+/// `int8_gemv` on integers, when the input comes from a DequantizeLinear of 8-bit integers
+/// (`quantised_input_scale`): the input is taken back to its integers as i16, and each step
+/// multiplies 16 of them by 16 int8 weights and adds adjacent products into 8 i32 lanes
+/// (`vpmaddwd` on x86), exactly; the sum is scaled by `x_scale * w_scale[j]`.
+fn int8_gemv_integer(e: &mut Emitter, n: &N, q: Vec<i8>, scales: Vec<f32>, sx: f32) -> String {
+    let a = n.in_ty(0).clone();
+    let nn = n.out_ty(0).shape[1];
+    let k = a.shape[1];
+    let q_c = e.constant(&Tensor::new(vec![nn, k], Data::I8(q)), Some("int8_weight"));
+    let both: Vec<f32> = scales.iter().map(|&s| s * sx).collect();
+    let s_c = e.constant(&Tensor::f32(vec![nn], both), Some("int8_scale"));
+    let x = n.input(e, 0);
+    let xi = super::int8conv::to_integers(e, &x, &a.shape, sx);
+    let v = e.fresh();
+    let xty = format!("tensor<{}x{k}xi16>", a.shape[0]);
+    let qty = format!("tensor<{nn}x{k}xi8>");
+    let vt = "vector<8xf32>".to_string();
+    let at = "vector<8xi32>";
+    let qt = format!("vector<{INT8_LANES}xi8>");
+    let xt = format!("vector<{INT8_LANES}xi16>");
+    let et = format!("vector<{INT8_LANES}xi32>");
+    let even = "0, 2, 4, 6, 8, 10, 12, 14";
+    let odd = "1, 3, 5, 7, 9, 11, 13, 15";
+    let consts = format!(
+        "{v}_c16 = arith.constant {INT8_LANES} : index
+{v}_step = arith.constant {step} : index
+{v}_k = arith.constant {k} : index
+{v}_zi = arith.constant 0 : i8
+{v}_zx = arith.constant 0 : i16
+{v}_za = arith.constant dense<0> : {at}",
+        step = 2 * INT8_LANES
+    );
+    let mut body = format!(
+        "{v}_r:2 = scf.for {v}_e = {v}_c0 to {v}_k step {v}_step iter_args({v}_s0 = {v}_za, {v}_s1 = {v}_za) -> ({at}, {at}) {{
+{v}_e1 = arith.addi {v}_e, {v}_c16 : index
+"
+    );
+    for h in 0..2 {
+        body += &format!(
+            "{v}_q{h} = vector.transfer_read {q_c}[{v}_j, {v}_e{s}], {v}_zi {{in_bounds = [true]}} : {qty}, {qt}
+{v}_x{h} = vector.transfer_read {xi}[{v}_b, {v}_e{s}], {v}_zx {{in_bounds = [true]}} : {xty}, {xt}
+{v}_qe{h} = arith.extsi {v}_q{h} : {qt} to {et}
+{v}_xe{h} = arith.extsi {v}_x{h} : {xt} to {et}
+{v}_m{h} = arith.muli {v}_qe{h}, {v}_xe{h} : {et}
+{v}_ev{h} = vector.shuffle {v}_m{h}, {v}_m{h} [{even}] : {et}, {et}
+{v}_od{h} = vector.shuffle {v}_m{h}, {v}_m{h} [{odd}] : {et}, {et}
+{v}_p{h} = arith.addi {v}_ev{h}, {v}_od{h} : {at}
+{v}_n{h} = arith.addi {v}_s{h}, {v}_p{h} : {at}
+",
+            s = if h == 0 { "" } else { "1" }
+        );
+    }
+    body += &format!("scf.yield {v}_n0, {v}_n1 : {at}, {at}\n}}");
+    let frame = Frame {
+        v: &v,
+        vt: &vt,
+        consts: &consts,
+        body: &body,
+        scale: Some((&s_c, nn)),
+        kind: "int8_gemv",
+        ints: true,
     };
     gemv_frame(e, n, frame)
 }

@@ -26,13 +26,10 @@ pub(super) struct Int8Conv {
     pub(super) w_scales: Vec<f32>,
 }
 
-/// The integer form of convolution `n`, if it has one: its input produced by a
-/// DequantizeLinear of 8-bit integers with a constant scalar scale, its weight constant on a
-/// per-channel int8 grid, an even number of channels per group (channels go in pairs).
-pub(super) fn int8_conv_of(n: &N, cg: usize) -> Option<Int8Conv> {
-    if !cg.is_multiple_of(2) {
-        return None;
-    }
+/// The scale of `n`'s first input if a per-tensor DequantizeLinear of 8-bit integers with a
+/// constant scalar scale produces it: the input is then `(q - zero_point) * scale` with
+/// `|q - zero_point| <= 255`, and `x / scale` gives those integers back exactly.
+pub(super) fn quantised_input_scale(n: &N) -> Option<f32> {
     let xv = n.node.inputs[0]?;
     let dq = n.g.nodes.node_weights().find(|m| m.outputs.contains(&xv))?;
     if dq.op != "DequantizeLinear" {
@@ -52,9 +49,47 @@ pub(super) fn int8_conv_of(n: &N, cg: usize) -> Option<Int8Conv> {
         }
     }
     let x_scale = scale.to_f64_vec()[0] as f32;
-    if !(x_scale.is_finite() && x_scale > 0.0) {
+    (x_scale.is_finite() && x_scale > 0.0).then_some(x_scale)
+}
+
+/// The input's integers as i16: `round(x / scale)` over a tensor of `shape` (exact on a
+/// DequantizeLinear's output), as a linalg map; returns the SSA name.
+pub(super) fn to_integers(e: &mut Emitter, x: &str, shape: &[usize], scale: f32) -> String {
+    let r = shape.len();
+    let ident: Vec<String> = (0..r).map(d).collect();
+    let dims: Vec<String> = shape.iter().map(|v| v.to_string()).collect();
+    let qty = format!("tensor<{}xi16>", dims.join("x"));
+    let empty = e.fresh();
+    e.line(&format!("{empty} = tensor.empty() : {qty}"));
+    let ins = [Operand {
+        ssa: x.to_string(),
+        ty: tty_of(DType::F32, shape),
+        map: amap(r, &ident),
+        elem: "f32",
+    }];
+    let out = Operand {
+        ssa: empty,
+        ty: qty,
+        map: amap(r, &ident),
+        elem: "i16",
+    };
+    let sx = crate::ir::emit::flit(DType::F32, scale as f64);
+    e.generic(&ins, &out, &vec!["parallel"; r], |b, a| {
+        let c = b.op(&format!("arith.constant {sx} : f32"));
+        let q = b.op(&format!("arith.divf {}, {c} : f32", a[0]));
+        let q = b.op(&format!("math.roundeven {q} : f32"));
+        b.op(&format!("arith.fptosi {q} : f32 to i16"))
+    })
+}
+
+/// The integer form of convolution `n`, if it has one: its input produced by a
+/// DequantizeLinear of 8-bit integers with a constant scalar scale, its weight constant on a
+/// per-channel int8 grid, an even number of channels per group (channels go in pairs).
+pub(super) fn int8_conv_of(n: &N, cg: usize) -> Option<Int8Conv> {
+    if !cg.is_multiple_of(2) {
         return None;
     }
+    let x_scale = quantised_input_scale(n)?;
     let w = n.g.konst(n.node.inputs[1]?)?;
     let m = w.shape[0];
     let (q, w_scales) = grid_rows(&w.reshaped(vec![m, w.len() / m]), 255)?;

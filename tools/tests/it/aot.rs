@@ -118,7 +118,7 @@ fn int8_weights_run_as_int8_and_match_onnxruntime() {
     // testdata/small/int8_fc.onnx: DequantizeLinear(int8 W, per-feature scales) -> Gemm on
     // one row, as onnxruntime's quantize_static writes it. The JIT and the library run the
     // int8 kernel (the weight read as int8, dequantised on the fly).
-    let d = tempdir("int8");
+    let d = tempdir("aot-int8fc");
     let model = root().join("testdata/small/int8_fc.onnx");
     let prep = r#"
 import sys, numpy as np, onnxruntime as ort
@@ -173,6 +173,38 @@ import sys, numpy as np
 a, b, r = np.load(sys.argv[1])["y"], np.load(sys.argv[2])["y"], np.load(sys.argv[3])
 assert a.tobytes() == b.tobytes(), "the library differs from the JIT"
 assert np.abs(r).max() > 10, "outputs too small to test"
+assert np.allclose(a, r, rtol=1e-5, atol=1e-4), np.abs(a - r).max()
+"#;
+    python_ok(cmp, &[&jit, &rt, &d.join("ort.npy")]);
+}
+
+#[test]
+fn int8_fc_on_quantised_input_multiplies_integers_and_matches_onnxruntime() {
+    // testdata/small/int8_qfc.onnx: QDQ input (u8, zero point 131) and int8 per-feature
+    // weights into a Gemm on 2 rows: `int8_gemv` multiplies i16 inputs by i8 weights.
+    // Reference: onnxruntime without graph optimisations (the ONNX semantics).
+    let d = tempdir("int8qfc");
+    let model = root().join("testdata/small/int8_qfc.onnx");
+    let prep = r#"
+import sys, numpy as np, onnxruntime as ort
+x = np.random.default_rng(5).uniform(-4.5, 3.5, (2, 64)).astype(np.float32)
+np.savez(sys.argv[2] + "/in.npz", x=x)
+so = ort.SessionOptions()
+so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+np.save(sys.argv[2] + "/ort.npy", ort.InferenceSession(sys.argv[1], so).run(None, {"x": x})[0])
+"#;
+    python_ok(prep, &[&model, &d]);
+    let lib = d.join("build");
+    bonsai_ok(&["compile", s(&model), "-o", s(&lib)]);
+    let text =
+        String::from_utf8_lossy(&bonsai_ok(&["import", s(&model), "--cpu"]).stdout).to_string();
+    assert!(text.contains("int8_gemv") && text.contains("vector<16xi16> to vector<16xi32>"));
+    let (jit, rt) = jit_and_library(&model, &lib, &d.join("in.npz"), &d);
+    let cmp = r#"
+import sys, numpy as np
+a, b, r = np.load(sys.argv[1])["y"], np.load(sys.argv[2])["y"], np.load(sys.argv[3])
+assert a.tobytes() == b.tobytes(), "the library differs from the JIT"
+assert np.abs(r).max() > 1, "outputs too small to test"
 assert np.allclose(a, r, rtol=1e-5, atol=1e-4), np.abs(a - r).max()
 "#;
     python_ok(cmp, &[&jit, &rt, &d.join("ort.npy")]);
