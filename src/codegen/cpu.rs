@@ -128,7 +128,7 @@ fn loop_annotations_to_branches(module: &mut Module) {
 }
 
 /// Innermost `scf.for` loops of scalar code (no vector ops: the elementwise, padding,
-/// quantisation and pooling loops that linalg lowers to) with at least 8 iterations, or an
+/// quantisation and pooling loops that linalg lowers to) with at least 4 iterations, or an
 /// unknown count, are marked for LLVM's loop vectoriser and kept from full unrolling.
 /// Otherwise LLVM unrolls the short rows (a 14-pixel row of a 14x14 feature map) before
 /// the vectoriser runs, and its SLP pass leaves the unrolled copies scalar.
@@ -171,7 +171,7 @@ unroll = #llvm.loop_unroll<disable = true>>",
                 mlirAttributeIsAInteger(a).then(|| mlirIntegerAttrGetValueInt(a))
             };
             if let (Some(lo), Some(hi), Some(st)) = (bound(0), bound(1), bound(2)) {
-                if st <= 0 || (hi - lo) / st < 8 {
+                if st <= 0 || (hi - lo) / st < 4 {
                     continue;
                 }
             }
