@@ -213,107 +213,94 @@ pub(super) fn grid_rows(w: &Tensor, max: u32) -> Option<(Vec<i16>, Vec<f32>)> {
 /// int8 with a scale per output feature (`int8_rows`): per row of `A` and feature, two
 /// 16-lane accumulators over `k`, each step converting 16 weights to f32 on the fly; the
 /// feature's scale multiplies the sum. The weight is read as a quarter of the f32 bytes.
+///
+/// When the input comes from a DequantizeLinear of 8-bit integers (`quantised_input_scale`)
+/// the kernel runs on integers: the input is taken back to its integers as i16, each step
+/// multiplies 16 of them by 16 int8 weights and adds adjacent products into 8 i32 lanes
+/// (`vpmaddwd` on x86), exactly, and the sum is scaled by `x_scale * w_scale[j]`.
 pub(super) fn int8_gemv(e: &mut Emitter, n: &N, q: Vec<i8>, scales: Vec<f32>) -> String {
-    if let Some(sx) = super::int8conv::quantised_input_scale(n) {
-        return int8_gemv_integer(e, n, q, scales, sx);
-    }
+    let sx = super::int8conv::quantised_input_scale(n);
     let a = n.in_ty(0).clone();
     let nn = n.out_ty(0).shape[1];
     let k = a.shape[1];
     let q_c = e.constant(&Tensor::new(vec![nn, k], Data::I8(q)), Some("int8_weight"));
+    let scales: Vec<f32> = scales.iter().map(|&s| sx.map_or(s, |x| s * x)).collect();
     let s_c = e.constant(&Tensor::f32(vec![nn], scales), Some("int8_scale"));
     let x = n.input(e, 0);
+    let xi = sx.map(|s| super::int8conv::to_integers(e, &x, &a.shape, s));
     let v = e.fresh();
-    let xty = tty_of(DType::F32, &a.shape);
     let qty = format!("tensor<{nn}x{k}xi8>");
-    let vt = format!("vector<{INT8_LANES}xf32>");
-    let it = format!("vector<{INT8_LANES}xi8>");
-    let consts = format!(
+    let qt = format!("vector<{INT8_LANES}xi8>");
+    let mut consts = format!(
         "{v}_c16 = arith.constant {INT8_LANES} : index
 {v}_step = arith.constant {step} : index
 {v}_k = arith.constant {k} : index
 {v}_zi = arith.constant 0 : i8",
         step = 2 * INT8_LANES
     );
-    let body = format!(
-        "{v}_r:2 = scf.for {v}_e = {v}_c0 to {v}_k step {v}_step iter_args({v}_s0 = {v}_zv, {v}_s1 = {v}_zv) -> ({vt}, {vt}) {{
-{v}_e1 = arith.addi {v}_e, {v}_c16 : index
-{v}_q0 = vector.transfer_read {q_c}[{v}_j, {v}_e], {v}_zi {{in_bounds = [true]}} : {qty}, {it}
-{v}_q1 = vector.transfer_read {q_c}[{v}_j, {v}_e1], {v}_zi {{in_bounds = [true]}} : {qty}, {it}
-{v}_w0 = arith.sitofp {v}_q0 : {it} to {vt}
-{v}_w1 = arith.sitofp {v}_q1 : {it} to {vt}
-{v}_x0 = vector.transfer_read {x}[{v}_b, {v}_e], {v}_z {{in_bounds = [true]}} : {xty}, {vt}
-{v}_x1 = vector.transfer_read {x}[{v}_b, {v}_e1], {v}_z {{in_bounds = [true]}} : {xty}, {vt}
-{v}_f0 = vector.fma {v}_w0, {v}_x0, {v}_s0 : {vt}
-{v}_f1 = vector.fma {v}_w1, {v}_x1, {v}_s1 : {vt}
-scf.yield {v}_f0, {v}_f1 : {vt}, {vt}
-}}"
-    );
-    let frame = Frame {
-        v: &v,
-        vt: &vt,
-        consts: &consts,
-        body: &body,
-        scale: Some((&s_c, nn)),
-        kind: "int8_gemv",
-        ints: false,
+    // Loads of the two halves of a step: the weight's, then the input's.
+    let reads = |h: usize, xs: &str, xty: &str, xt: &str, zero: &str| {
+        let at = if h == 0 {
+            format!("{v}_e")
+        } else {
+            format!("{v}_e1")
+        };
+        format!(
+            "{v}_q{h} = vector.transfer_read {q_c}[{v}_j, {at}], {v}_zi {{in_bounds = [true]}} : {qty}, {qt}
+{v}_x{h} = vector.transfer_read {xs}[{v}_b, {at}], {zero} {{in_bounds = [true]}} : {xty}, {xt}
+"
+        )
     };
-    gemv_frame(e, n, frame)
-}
-
-/// `int8_gemv` on integers, when the input comes from a DequantizeLinear of 8-bit integers
-/// (`quantised_input_scale`): the input is taken back to its integers as i16, and each step
-/// multiplies 16 of them by 16 int8 weights and adds adjacent products into 8 i32 lanes
-/// (`vpmaddwd` on x86), exactly; the sum is scaled by `x_scale * w_scale[j]`.
-fn int8_gemv_integer(e: &mut Emitter, n: &N, q: Vec<i8>, scales: Vec<f32>, sx: f32) -> String {
-    let a = n.in_ty(0).clone();
-    let nn = n.out_ty(0).shape[1];
-    let k = a.shape[1];
-    let q_c = e.constant(&Tensor::new(vec![nn, k], Data::I8(q)), Some("int8_weight"));
-    let both: Vec<f32> = scales.iter().map(|&s| s * sx).collect();
-    let s_c = e.constant(&Tensor::f32(vec![nn], both), Some("int8_scale"));
-    let x = n.input(e, 0);
-    let xi = super::int8conv::to_integers(e, &x, &a.shape, sx);
-    let v = e.fresh();
-    let xty = format!("tensor<{}x{k}xi16>", a.shape[0]);
-    let qty = format!("tensor<{nn}x{k}xi8>");
-    let vt = "vector<8xf32>".to_string();
-    let at = "vector<8xi32>";
-    let qt = format!("vector<{INT8_LANES}xi8>");
-    let xt = format!("vector<{INT8_LANES}xi16>");
-    let et = format!("vector<{INT8_LANES}xi32>");
-    let even = "0, 2, 4, 6, 8, 10, 12, 14";
-    let odd = "1, 3, 5, 7, 9, 11, 13, 15";
-    let consts = format!(
-        "{v}_c16 = arith.constant {INT8_LANES} : index
-{v}_step = arith.constant {step} : index
-{v}_k = arith.constant {k} : index
-{v}_zi = arith.constant 0 : i8
-{v}_zx = arith.constant 0 : i16
-{v}_za = arith.constant dense<0> : {at}",
-        step = 2 * INT8_LANES
-    );
-    let mut body = format!(
-        "{v}_r:2 = scf.for {v}_e = {v}_c0 to {v}_k step {v}_step iter_args({v}_s0 = {v}_za, {v}_s1 = {v}_za) -> ({at}, {at}) {{
+    let (vt, body) = match &xi {
+        None => {
+            let vt = format!("vector<{INT8_LANES}xf32>");
+            let xty = tty_of(DType::F32, &a.shape);
+            let mut body = format!(
+                "{v}_r:2 = scf.for {v}_e = {v}_c0 to {v}_k step {v}_step iter_args({v}_s0 = {v}_zv, {v}_s1 = {v}_zv) -> ({vt}, {vt}) {{
 {v}_e1 = arith.addi {v}_e, {v}_c16 : index
 "
-    );
-    for h in 0..2 {
-        body += &format!(
-            "{v}_q{h} = vector.transfer_read {q_c}[{v}_j, {v}_e{s}], {v}_zi {{in_bounds = [true]}} : {qty}, {qt}
-{v}_x{h} = vector.transfer_read {xi}[{v}_b, {v}_e{s}], {v}_zx {{in_bounds = [true]}} : {xty}, {xt}
-{v}_qe{h} = arith.extsi {v}_q{h} : {qt} to {et}
+            );
+            for h in 0..2 {
+                body += &reads(h, &x, &xty, &vt, &format!("{v}_z"));
+                body += &format!(
+                    "{v}_w{h} = arith.sitofp {v}_q{h} : {qt} to {vt}
+{v}_f{h} = vector.fma {v}_w{h}, {v}_x{h}, {v}_s{h} : {vt}
+"
+                );
+            }
+            body += &format!("scf.yield {v}_f0, {v}_f1 : {vt}, {vt}\n}}");
+            (vt, body)
+        }
+        Some(xi) => {
+            let at = "vector<8xi32>";
+            let xty = format!("tensor<{}x{k}xi16>", a.shape[0]);
+            let xt = format!("vector<{INT8_LANES}xi16>");
+            let et = format!("vector<{INT8_LANES}xi32>");
+            consts += &format!(
+                "\n{v}_zx = arith.constant 0 : i16\n{v}_za = arith.constant dense<0> : {at}"
+            );
+            let mut body = format!(
+                "{v}_r:2 = scf.for {v}_e = {v}_c0 to {v}_k step {v}_step iter_args({v}_s0 = {v}_za, {v}_s1 = {v}_za) -> ({at}, {at}) {{
+{v}_e1 = arith.addi {v}_e, {v}_c16 : index
+"
+            );
+            for h in 0..2 {
+                body += &reads(h, xi, &xty, &xt, &format!("{v}_zx"));
+                body += &format!(
+                    "{v}_qe{h} = arith.extsi {v}_q{h} : {qt} to {et}
 {v}_xe{h} = arith.extsi {v}_x{h} : {xt} to {et}
 {v}_m{h} = arith.muli {v}_qe{h}, {v}_xe{h} : {et}
-{v}_ev{h} = vector.shuffle {v}_m{h}, {v}_m{h} [{even}] : {et}, {et}
-{v}_od{h} = vector.shuffle {v}_m{h}, {v}_m{h} [{odd}] : {et}, {et}
+{v}_ev{h} = vector.shuffle {v}_m{h}, {v}_m{h} [0, 2, 4, 6, 8, 10, 12, 14] : {et}, {et}
+{v}_od{h} = vector.shuffle {v}_m{h}, {v}_m{h} [1, 3, 5, 7, 9, 11, 13, 15] : {et}, {et}
 {v}_p{h} = arith.addi {v}_ev{h}, {v}_od{h} : {at}
 {v}_n{h} = arith.addi {v}_s{h}, {v}_p{h} : {at}
-",
-            s = if h == 0 { "" } else { "1" }
-        );
-    }
-    body += &format!("scf.yield {v}_n0, {v}_n1 : {at}, {at}\n}}");
+"
+                );
+            }
+            body += &format!("scf.yield {v}_n0, {v}_n1 : {at}, {at}\n}}");
+            ("vector<8xf32>".to_string(), body)
+        }
+    };
     let frame = Frame {
         v: &v,
         vt: &vt,
@@ -321,7 +308,7 @@ fn int8_gemv_integer(e: &mut Emitter, n: &N, q: Vec<i8>, scales: Vec<f32>, sx: f
         body: &body,
         scale: Some((&s_c, nn)),
         kind: "int8_gemv",
-        ints: true,
+        ints: xi.is_some(),
     };
     gemv_frame(e, n, frame)
 }

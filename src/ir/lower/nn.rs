@@ -129,17 +129,23 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
     let xg_s = e.reshape(&xp, dt, &pshape, &xg);
     let mut wg = vec![group, og, cg];
     wg.extend(&w.shape[2..]);
+    // What the plane kernels take, with the weight's SSA name (if they read it as a tensor).
+    let kernel_conv = |w| KernelConv {
+        xg: &xg,
+        xg_s: &xg_s,
+        w,
+        wshape: &wg,
+        wp,
+        pixels,
+        dil: &dil,
+    };
     if direct {
-        let kc = KernelConv {
-            xg: &xg,
-            xg_s: &xg_s,
-            w: "",
-            wshape: &wg,
-            wp,
-            pixels,
-            dil: &dil,
-        };
-        return Ok(sparse_direct(e, n, kc, wconst.expect("constant")));
+        return Ok(sparse_direct(
+            e,
+            n,
+            kernel_conv(""),
+            wconst.expect("constant"),
+        ));
     }
     if let Some(sw) = sparse {
         let sc = SparseConv {
@@ -160,30 +166,12 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
     // An 8-bit quantised input and an int8-grid weight: the integer kernel.
     let int8 = if blocked { int8_conv_of(n, cg) } else { None };
     if let Some(q) = int8 {
-        let kc = KernelConv {
-            xg: &xg,
-            xg_s: &xg_s,
-            w: "",
-            wshape: &wg,
-            wp,
-            pixels,
-            dil: &dil,
-        };
-        return Ok(int8_conv(e, n, kc, q));
+        return Ok(int8_conv(e, n, kernel_conv(""), q));
     }
     let ws = e.weight(n.node.inputs[1].expect("present"), &tag);
     let wg_s = e.reshape(&ws, dt, &w.shape, &wg);
     if blocked {
-        let kc = KernelConv {
-            xg: &xg,
-            xg_s: &xg_s,
-            w: &wg_s,
-            wshape: &wg,
-            wp,
-            pixels,
-            dil: &dil,
-        };
-        return Ok(conv_kernel(e, n, kc));
+        return Ok(conv_kernel(e, n, kernel_conv(&wg_s)));
     }
     // The plane form computes every output row at the padded input width `wp` (the extra
     // columns are cut off afterwards), so that output pixel p reads input pixel

@@ -142,72 +142,64 @@ assert np.allclose(a, r, rtol=1e-5, atol=1e-5), (a, r)
     python_ok(cmp, &[&jit, &rt, &d.join("ort.npy")]);
 }
 
-#[test]
-fn int8_convolutions_run_on_integers_and_match_onnxruntime() {
-    // testdata/small/int8_conv.onnx: two convolutions on QDQ activations (u8, then i8 with a
-    // non-zero zero point) and int8 per-channel weights, the second grouped and dilated. Both
-    // run as integer kernels. The reference is onnxruntime without graph optimisations: its
-    // fused int8 convolution (U8S8 on AVX2) saturates 16-bit pair sums on full-range weights
-    // and moves this model's outputs by up to 11.5, where the ONNX semantics (and bonsai's
-    // exact 32-bit sums) do not.
-    let d = tempdir("int8conv");
-    let model = root().join("testdata/small/int8_conv.onnx");
-    let prep = r#"
+/// Run the QDQ model `testdata/small/{name}.onnx` on `x = {input}` (a numpy expression)
+/// from the JIT and the compiled library: both must be bit-identical and within 1e-4 of
+/// onnxruntime without graph optimisations (the ONNX semantics; its fused U8S8 kernels
+/// saturate 16-bit pair sums on full-range weights and moved int8_conv's outputs by up to
+/// 11.5), with outputs above `min_abs`. Returns the CPU-form MLIR text.
+fn qdq_model_matches_onnxruntime(name: &str, input: &str, min_abs: f64) -> String {
+    let d = tempdir(&format!("qdq-{name}"));
+    let model = root().join(format!("testdata/small/{name}.onnx"));
+    let prep = format!(
+        r#"
 import sys, numpy as np, onnxruntime as ort
-x = np.random.default_rng(4).uniform(-2.5, 2.8, (2, 6, 9, 11)).astype(np.float32)
+x = {input}.astype(np.float32)
 np.savez(sys.argv[2] + "/in.npz", x=x)
 so = ort.SessionOptions()
 so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-np.save(sys.argv[2] + "/ort.npy", ort.InferenceSession(sys.argv[1], so).run(None, {"x": x})[0])
-"#;
-    python_ok(prep, &[&model, &d]);
+np.save(sys.argv[2] + "/ort.npy", ort.InferenceSession(sys.argv[1], so).run(None, {{"x": x}})[0])
+"#
+    );
+    python_ok(&prep, &[&model, &d]);
     let lib = d.join("build");
     bonsai_ok(&["compile", s(&model), "-o", s(&lib)]);
-    let text =
-        String::from_utf8_lossy(&bonsai_ok(&["import", s(&model), "--cpu"]).stdout).to_string();
-    assert_eq!(text.matches("bonsai.kernel = \"int8_conv\"").count(), 2);
-    assert!(text.contains("xi16>"));
     let (jit, rt) = jit_and_library(&model, &lib, &d.join("in.npz"), &d);
-    let cmp = r#"
+    let cmp = format!(
+        r#"
 import sys, numpy as np
 a, b, r = np.load(sys.argv[1])["y"], np.load(sys.argv[2])["y"], np.load(sys.argv[3])
 assert a.tobytes() == b.tobytes(), "the library differs from the JIT"
-assert np.abs(r).max() > 10, "outputs too small to test"
+assert np.abs(r).max() > {min_abs}, "outputs too small to test"
 assert np.allclose(a, r, rtol=1e-5, atol=1e-4), np.abs(a - r).max()
-"#;
-    python_ok(cmp, &[&jit, &rt, &d.join("ort.npy")]);
+"#
+    );
+    python_ok(&cmp, &[&jit, &rt, &d.join("ort.npy")]);
+    String::from_utf8_lossy(&bonsai_ok(&["import", s(&model), "--cpu"]).stdout).to_string()
+}
+
+#[test]
+fn int8_convolutions_run_on_integers_and_match_onnxruntime() {
+    // Two convolutions on QDQ activations (u8, then i8 with a non-zero zero point) and int8
+    // per-channel weights, the second grouped and dilated: both integer kernels.
+    let text = qdq_model_matches_onnxruntime(
+        "int8_conv",
+        "np.random.default_rng(4).uniform(-2.5, 2.8, (2, 6, 9, 11))",
+        10.0,
+    );
+    assert_eq!(text.matches("bonsai.kernel = \"int8_conv\"").count(), 2);
+    assert!(text.contains("xi16>"));
 }
 
 #[test]
 fn int8_fc_on_quantised_input_multiplies_integers_and_matches_onnxruntime() {
-    // testdata/small/int8_qfc.onnx: QDQ input (u8, zero point 131) and int8 per-feature
-    // weights into a Gemm on 2 rows: `int8_gemv` multiplies i16 inputs by i8 weights.
-    // Reference: onnxruntime without graph optimisations (the ONNX semantics).
-    let d = tempdir("int8qfc");
-    let model = root().join("testdata/small/int8_qfc.onnx");
-    let prep = r#"
-import sys, numpy as np, onnxruntime as ort
-x = np.random.default_rng(5).uniform(-4.5, 3.5, (2, 64)).astype(np.float32)
-np.savez(sys.argv[2] + "/in.npz", x=x)
-so = ort.SessionOptions()
-so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-np.save(sys.argv[2] + "/ort.npy", ort.InferenceSession(sys.argv[1], so).run(None, {"x": x})[0])
-"#;
-    python_ok(prep, &[&model, &d]);
-    let lib = d.join("build");
-    bonsai_ok(&["compile", s(&model), "-o", s(&lib)]);
-    let text =
-        String::from_utf8_lossy(&bonsai_ok(&["import", s(&model), "--cpu"]).stdout).to_string();
+    // QDQ input (u8, zero point 131) and int8 per-feature weights into a Gemm on 2 rows:
+    // `int8_gemv` multiplies i16 inputs by i8 weights.
+    let text = qdq_model_matches_onnxruntime(
+        "int8_qfc",
+        "np.random.default_rng(5).uniform(-4.5, 3.5, (2, 64))",
+        1.0,
+    );
     assert!(text.contains("int8_gemv") && text.contains("vector<16xi16> to vector<16xi32>"));
-    let (jit, rt) = jit_and_library(&model, &lib, &d.join("in.npz"), &d);
-    let cmp = r#"
-import sys, numpy as np
-a, b, r = np.load(sys.argv[1])["y"], np.load(sys.argv[2])["y"], np.load(sys.argv[3])
-assert a.tobytes() == b.tobytes(), "the library differs from the JIT"
-assert np.abs(r).max() > 1, "outputs too small to test"
-assert np.allclose(a, r, rtol=1e-5, atol=1e-4), np.abs(a - r).max()
-"#;
-    python_ok(cmp, &[&jit, &rt, &d.join("ort.npy")]);
 }
 
 #[test]
