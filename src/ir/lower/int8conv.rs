@@ -9,7 +9,7 @@
 //! by `x_scale * w_scale[o]` then adds the bias.
 
 use super::gemv::grid_rows;
-use super::kernels::{conv_init, plane_to_out, KernelConv, KERNEL_LANES, KERNEL_ROWS};
+use super::kernels::{block_loops, conv_init, plane_to_out, KernelConv, KERNEL_LANES, KERNEL_ROWS};
 use super::N;
 use crate::graph::{tensor::Data, DType, Tensor};
 use crate::ir::emit::{amap, d, tty_of, Emitter, Operand};
@@ -195,39 +195,17 @@ pub(super) fn int8_conv(e: &mut Emitter, n: &N, s: KernelConv, w: Int8Conv) -> S
     let even: Vec<String> = (0..LANES).map(|i| (2 * i).to_string()).collect();
     let odd: Vec<String> = (0..LANES).map(|i| (2 * i + 1).to_string()).collect();
     let (even, odd) = (even.join(", "), odd.join(", "));
+    let (loops, rows) = block_loops(&v, &offs, [nb, group, og, pp], &init, &yty, "f32");
     let mut text = format!(
-        "{v}_offs = arith.constant dense<[{}]> : tensor<{nj}xindex>
-{v}_c0 = arith.constant 0 : index
-{v}_c1 = arith.constant 1 : index
-{v}_c2 = arith.constant 2 : index
+        "{v}_c2 = arith.constant 2 : index
 {v}_c8 = arith.constant {LANES} : index
 {v}_c16 = arith.constant {half} : index
-{v}_rows = arith.constant {KERNEL_ROWS} : index
-{v}_lanes = arith.constant {KERNEL_LANES} : index
-{v}_nb = arith.constant {nb} : index
-{v}_ng = arith.constant {group} : index
-{v}_og = arith.constant {og} : index
-{v}_pp = arith.constant {pp} : index
-{v}_nj = arith.constant {nj} : index
-{v}_z = arith.constant 0.0 : f32
 {v}_zq = arith.constant 0 : i16
 {v}_zv = arith.constant dense<0> : {at}
-{v} = scf.for {v}_n = {v}_c0 to {v}_nb step {v}_c1 iter_args({v}_ya = {init}) -> ({yty}) {{
-{v}_y1 = scf.for {v}_g = {v}_c0 to {v}_ng step {v}_c1 iter_args({v}_yb = {v}_ya) -> ({yty}) {{
-{v}_y2 = scf.for {v}_p = {v}_c0 to {v}_pp step {v}_lanes iter_args({v}_yc = {v}_yb) -> ({yty}) {{
-{v}_y3 = scf.for {v}_o = {v}_c0 to {v}_og step {v}_rows iter_args({v}_yd = {v}_yc) -> ({yty}) {{
-{v}_p2 = arith.muli {v}_p, {v}_c2 : index
+{loops}{v}_p2 = arith.muli {v}_p, {v}_c2 : index
 ",
-        offs.join(", "),
         half = 2 * LANES,
     );
-    let rows: Vec<String> = (0..KERNEL_ROWS).map(|i| format!("{v}_o{i}")).collect();
-    text += &format!("{v}_o0 = arith.addi {v}_o, {v}_c0 : index\n");
-    for i in 1..KERNEL_ROWS {
-        text += &format!(
-            "{v}_k{i} = arith.constant {i} : index\n{v}_o{i} = arith.addi {v}_o, {v}_k{i} : index\n"
-        );
-    }
     // Accumulator (row i, half h) is number 2i + h.
     let nacc = 2 * KERNEL_ROWS;
     let accs: Vec<String> = (0..nacc).map(|a| format!("{v}_s{a} = {v}_zv")).collect();

@@ -98,32 +98,7 @@ fn blocked_kernel(
     let xty = tty_of(dt, xf_shape);
     let wty = tty_of(dt, wj_shape);
     let vt = format!("vector<{KERNEL_LANES}x{t}>");
-    let mut text = format!(
-        "{v}_offs = arith.constant dense<[{}]> : tensor<{j}xindex>
-{v}_c0 = arith.constant 0 : index
-{v}_c1 = arith.constant 1 : index
-{v}_rows = arith.constant {KERNEL_ROWS} : index
-{v}_lanes = arith.constant {KERNEL_LANES} : index
-{v}_nb = arith.constant {nb} : index
-{v}_ng = arith.constant {group} : index
-{v}_og = arith.constant {og} : index
-{v}_pp = arith.constant {pp} : index
-{v}_nj = arith.constant {j} : index
-{v}_z = arith.constant 0.0 : {t}
-{v} = scf.for {v}_n = {v}_c0 to {v}_nb step {v}_c1 iter_args({v}_ya = {init}) -> ({yty}) {{
-{v}_y1 = scf.for {v}_g = {v}_c0 to {v}_ng step {v}_c1 iter_args({v}_yb = {v}_ya) -> ({yty}) {{
-{v}_y2 = scf.for {v}_p = {v}_c0 to {v}_pp step {v}_lanes iter_args({v}_yc = {v}_yb) -> ({yty}) {{
-{v}_y3 = scf.for {v}_o = {v}_c0 to {v}_og step {v}_rows iter_args({v}_yd = {v}_yc) -> ({yty}) {{
-",
-        offs.join(", ")
-    );
-    let rows: Vec<String> = (0..KERNEL_ROWS).map(|i| format!("{v}_o{i}")).collect();
-    text += &format!("{v}_o0 = arith.addi {v}_o, {v}_c0 : index\n");
-    for i in 1..KERNEL_ROWS {
-        text += &format!(
-            "{v}_k{i} = arith.constant {i} : index\n{v}_o{i} = arith.addi {v}_o, {v}_k{i} : index\n"
-        );
-    }
+    let (mut text, rows) = block_loops(&v, offs, [nb, group, og, pp], init, &yty, t);
     let at: Vec<String> = rows
         .iter()
         .map(|o| format!("{v}_n, {v}_g, {o}, {v}_p"))
@@ -156,6 +131,50 @@ fn blocked_kernel(
         e.line(l);
     }
     v
+}
+
+/// The opening of a register-blocked plane kernel `{v}`: the reduction steps' input offsets
+/// (`{v}_offs`, `{v}_nj` of them), the loops over images, groups, blocks of
+/// `KERNEL_LANES` output pixels (`{v}_p`) and of `KERNEL_ROWS` output channels (`{v}_o`,
+/// carrying `y` from `init`, `{v}_yd` inside), and the block's row indices (returned).
+/// `dims` = [N, G, Og, P]; `{v}_z` is a zero of type `t`.
+pub(super) fn block_loops(
+    v: &str,
+    offs: &[String],
+    dims: [usize; 4],
+    init: &str,
+    yty: &str,
+    t: &str,
+) -> (String, Vec<String>) {
+    let [nb, group, og, pp] = dims;
+    let nj = offs.len();
+    let mut text = format!(
+        "{v}_offs = arith.constant dense<[{}]> : tensor<{nj}xindex>
+{v}_c0 = arith.constant 0 : index
+{v}_c1 = arith.constant 1 : index
+{v}_rows = arith.constant {KERNEL_ROWS} : index
+{v}_lanes = arith.constant {KERNEL_LANES} : index
+{v}_nb = arith.constant {nb} : index
+{v}_ng = arith.constant {group} : index
+{v}_og = arith.constant {og} : index
+{v}_pp = arith.constant {pp} : index
+{v}_nj = arith.constant {nj} : index
+{v}_z = arith.constant 0.0 : {t}
+{v} = scf.for {v}_n = {v}_c0 to {v}_nb step {v}_c1 iter_args({v}_ya = {init}) -> ({yty}) {{
+{v}_y1 = scf.for {v}_g = {v}_c0 to {v}_ng step {v}_c1 iter_args({v}_yb = {v}_ya) -> ({yty}) {{
+{v}_y2 = scf.for {v}_p = {v}_c0 to {v}_pp step {v}_lanes iter_args({v}_yc = {v}_yb) -> ({yty}) {{
+{v}_y3 = scf.for {v}_o = {v}_c0 to {v}_og step {v}_rows iter_args({v}_yd = {v}_yc) -> ({yty}) {{
+",
+        offs.join(", ")
+    );
+    let rows: Vec<String> = (0..KERNEL_ROWS).map(|i| format!("{v}_o{i}")).collect();
+    text += &format!("{v}_o0 = arith.addi {v}_o, {v}_c0 : index\n");
+    for i in 1..KERNEL_ROWS {
+        text += &format!(
+            "{v}_k{i} = arith.constant {i} : index\n{v}_o{i} = arith.addi {v}_o, {v}_k{i} : index\n"
+        );
+    }
+    (text, rows)
 }
 
 /// Output pixels of one register block in `sparse_direct`: four 16-lane vectors.
