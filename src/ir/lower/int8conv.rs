@@ -109,7 +109,6 @@ pub(super) fn int8_conv(e: &mut Emitter, n: &N, s: KernelConv, w: Int8Conv) -> S
     let og = s.wshape[1];
     let ks = &s.wshape[3..];
     let kk: usize = ks.iter().product();
-    let rank = ks.len();
     let cp = cg / 2;
     let pp = s.pixels.next_multiple_of(KERNEL_LANES);
 
@@ -160,18 +159,11 @@ pub(super) fn int8_conv(e: &mut Emitter, n: &N, s: KernelConv, w: Int8Conv) -> S
             }
         }
     }
-    let mut offs = Vec::with_capacity(nj);
-    for c in 0..cp {
-        for kf in 0..kk {
-            let (mut rem, mut o) = (kf, c * len);
-            for i in (0..rank).rev() {
-                let k = rem % ks[i];
-                rem /= ks[i];
-                o += k * s.dil[i] as usize * if i + 1 < rank { s.wp } else { 1 };
-            }
-            offs.push((2 * o).to_string());
-        }
-    }
+    // Step (pair c, tap) starts at (c*len + tap offset) pairs: the f32 plane's offset of step
+    // c*kk + tap, doubled for i16 elements.
+    let offs: Vec<String> = (0..nj)
+        .map(|jj| (2 * s.step_offset(jj)).to_string())
+        .collect();
     let wq = e.constant(
         &Tensor::new(vec![group, og, nj], Data::I32(pairs)),
         Some("int8_conv_weight"),

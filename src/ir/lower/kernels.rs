@@ -39,6 +39,23 @@ pub(super) struct KernelConv<'a> {
     pub(super) dil: &'a [i64],
 }
 
+impl KernelConv<'_> {
+    /// Offset in the flattened input plane of reduction step `j` = (channel, kernel tap) of
+    /// a group: c*len + sum k_i*dil_i*(row stride), `len` being one channel's plane.
+    pub(super) fn step_offset(&self, j: usize) -> usize {
+        let ks = &self.wshape[3..];
+        let kk: usize = ks.iter().product();
+        let r = ks.len();
+        let (mut rem, mut o) = (j % kk, (j / kk) * self.xg[3]);
+        for i in (0..r).rev() {
+            let k = rem % ks[i];
+            rem /= ks[i];
+            o += k * self.dil[i] as usize * if i + 1 < r { self.wp } else { 1 };
+        }
+        o
+    }
+}
+
 /// Dense stride-1 convolution as an explicit register-blocked kernel over the flattened
 /// input plane: for each image, group, block of 4 output channels and 16 output pixels,
 /// the accumulators stay in registers across the whole reduction (c, k...), each step
@@ -47,7 +64,6 @@ pub(super) struct KernelConv<'a> {
 pub(super) fn conv_kernel(e: &mut Emitter, n: &N, s: KernelConv) -> String {
     let x = n.in_ty(0).clone();
     let dt = x.dtype;
-    let r = x.rank() - 2;
     let (nb, group, cg, len) = (s.xg[0], s.xg[1], s.xg[2], s.xg[3]);
     let og = s.wshape[1];
     let ks = &s.wshape[3..];
@@ -58,19 +74,8 @@ pub(super) fn conv_kernel(e: &mut Emitter, n: &N, s: KernelConv) -> String {
     let xf = e.reshape(s.xg_s, dt, s.xg, &xf_shape);
     let wj_shape = [group, og, j];
     let wj = e.reshape(s.w, dt, s.wshape, &wj_shape);
-    // Input offset of each reduction step (c, k...): c*len + sum k_i*dil_i*(row stride).
-    let mut offs = Vec::with_capacity(j);
-    for c in 0..cg {
-        for kf in 0..kk {
-            let (mut rem, mut o) = (kf, c * len);
-            for i in (0..r).rev() {
-                let k = rem % ks[i];
-                rem /= ks[i];
-                o += k * s.dil[i] as usize * if i + 1 < r { s.wp } else { 1 };
-            }
-            offs.push(o.to_string());
-        }
-    }
+    // Input offset of each reduction step (c, k...).
+    let offs: Vec<String> = (0..j).map(|jj| s.step_offset(jj).to_string()).collect();
     let ys = [nb, group, og, pp];
     let init = conv_init(e, n, dt, &ys);
     let v = blocked_kernel(e, dt, (&xf, &xf_shape), (&wj, &wj_shape), &offs, &init, &ys);
@@ -190,7 +195,6 @@ pub(super) fn sparse_direct(e: &mut Emitter, n: &N, s: KernelConv, wt: &Tensor) 
     let x = n.in_ty(0).clone();
     let dt = x.dtype;
     let t = dt.mlir();
-    let r = x.rank() - 2;
     let (nb, group, cg, len) = (s.xg[0], s.xg[1], s.xg[2], s.xg[3]);
     let og = s.wshape[1];
     let ks = &s.wshape[3..];
@@ -199,16 +203,7 @@ pub(super) fn sparse_direct(e: &mut Emitter, n: &N, s: KernelConv, wt: &Tensor) 
     let pp = s.pixels.next_multiple_of(DIRECT_PIXELS);
     let xf_shape = [nb, group, cg * len];
     let xf = e.reshape(s.xg_s, dt, s.xg, &xf_shape);
-    let step_off = |jj: usize| -> usize {
-        let (c, kf) = (jj / kk, jj % kk);
-        let (mut rem, mut o) = (kf, c * len);
-        for i in (0..r).rev() {
-            let k = rem % ks[i];
-            rem /= ks[i];
-            o += k * s.dil[i] as usize * if i + 1 < r { s.wp } else { 1 };
-        }
-        o
-    };
+    let step_off = |jj: usize| s.step_offset(jj);
     let wv = wt.to_f64_vec();
     let (mut pos, mut offs, mut vals) = (vec![0i32], Vec::new(), Vec::new());
     for m in 0..group * og {
