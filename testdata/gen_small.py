@@ -158,4 +158,34 @@ save("int8_qfc",
      [nh.from_array(np.array(0.03, np.float32), "xs"), nh.from_array(np.array(131, np.uint8), "xz"),
       nh.from_array(wq3, "wq"), nh.from_array((rng.random(16) * 0.02 + 0.001).astype(np.float32), "ws"),
       nh.from_array(np.zeros(16, np.int8), "wz"), nh.from_array(f32(16), "b")])
+# A QDQ CNN as `quantize_static` writes it around layout ops: Conv -> Q/DQ -> MaxPool ->
+# Q/DQ -> Flatten -> Q/DQ -> Gemm, the requantisations repeating the same scale and zero
+# point, and the FC weight asymmetric (u8 with a zero point per output feature). bonsai pools
+# before quantising (MaxPool commutes with quantisation), drops the Q(DQ(q)) pairs, and
+# runs the FC on the integers with a per-feature offset.
+wq4 = rng.integers(-127, 128, size=(8, 4, 3, 3)).astype(np.int8)
+wq5 = rng.integers(0, 256, size=(16, 128)).astype(np.uint8)
+save("int8_pool",
+     [h.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+      h.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+      h.make_node("DequantizeLinear", ["wq1", "ws1", "wz1"], ["w1"], axis=0),
+      h.make_node("Conv", ["xd", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+      h.make_node("QuantizeLinear", ["c1", "cs", "cz"], ["cq"]),
+      h.make_node("DequantizeLinear", ["cq", "cs", "cz"], ["cd"]),
+      h.make_node("MaxPool", ["cd"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+      h.make_node("QuantizeLinear", ["p", "cs", "cz"], ["pq"]),
+      h.make_node("DequantizeLinear", ["pq", "cs", "cz"], ["pd"]),
+      h.make_node("Flatten", ["pd"], ["f"]),
+      h.make_node("QuantizeLinear", ["f", "cs", "cz"], ["fq"]),
+      h.make_node("DequantizeLinear", ["fq", "cs", "cz"], ["fd"]),
+      h.make_node("DequantizeLinear", ["wq2", "ws2", "wz2"], ["w2"], axis=0),
+      h.make_node("Gemm", ["fd", "w2", "b2"], ["y"], transB=1)],
+     [h.make_tensor_value_info("x", T.FLOAT, [2, 4, 8, 8])],
+     [h.make_tensor_value_info("y", T.FLOAT, [2, 16])],
+     [nh.from_array(np.array(0.02, np.float32), "xs"), nh.from_array(np.array(10, np.uint8), "xz"),
+      nh.from_array(wq4, "wq1"), nh.from_array((rng.random(8) * 0.01 + 0.001).astype(np.float32), "ws1"),
+      nh.from_array(np.zeros(8, np.int8), "wz1"), nh.from_array(f32(8), "b1"),
+      nh.from_array(np.array(0.04, np.float32), "cs"), nh.from_array(np.array(-5, np.int8), "cz"),
+      nh.from_array(wq5, "wq2"), nh.from_array((rng.random(16) * 0.01 + 0.001).astype(np.float32), "ws2"),
+      nh.from_array(rng.integers(90, 160, size=16).astype(np.uint8), "wz2"), nh.from_array(f32(16), "b2")])
 print("wrote", sorted(os.listdir(D)))

@@ -84,6 +84,22 @@ pub struct Emitter<'g> {
     pub cpu_kernels: bool,
     /// See `lower::Options::sparse_floors`.
     pub sparse_floors: bool,
+    /// Run-time values known to be dequantised 8-bit integers, so that integer kernels and
+    /// requantisations can start from the integers.
+    pub dequantized: HashMap<ValueId, Dequantized>,
+}
+
+/// A run-time value that is `(q - zero_point) * scale` for 8-bit integers `q` (SSA `q`,
+/// of `dtype` U8 or I8 and `shape`), per tensor.
+#[derive(Clone, Debug)]
+pub struct Dequantized {
+    pub q: String,
+    /// The graph value `q` is, when it is one.
+    pub q_value: Option<ValueId>,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub scale: f32,
+    pub zero_point: i64,
 }
 
 /// Operand of a generic: SSA name, type, indexing map.
@@ -114,6 +130,7 @@ impl<'g> Emitter<'g> {
             sparse_min: None,
             cpu_kernels: false,
             sparse_floors: false,
+            dequantized: HashMap::new(),
         };
         Emitter {
             prunable: plans

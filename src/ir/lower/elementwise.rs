@@ -3,7 +3,7 @@
 use super::{scalar, N};
 use crate::error::Result;
 use crate::graph::{DType, Tensor};
-use crate::ir::emit::{bcast_map, tty, tty_of, Body, Emitter, Operand};
+use crate::ir::emit::{bcast_map, tty, tty_of, Body, Dequantized, Emitter, Operand};
 
 /// Operands for inputs broadcast onto `out_shape`.
 pub(super) fn operands(e: &mut Emitter, n: &N, idx: &[usize], out_shape: &[usize]) -> Vec<Operand> {
@@ -96,8 +96,36 @@ pub(super) fn cast(e: &mut Emitter, n: &N) -> String {
 /// Per-tensor QuantizeLinear (round half to even, saturate) / DequantizeLinear on run-time
 /// values; scale and zero point are constants (checked at import).
 pub(super) fn qdq(e: &mut Emitter, n: &N) -> String {
+    if let Some(q) = requantized(e, n) {
+        return q;
+    }
     let out = n.out_ty(0).clone();
     let from = n.in_ty(0).dtype;
+    let (s, z) = qdq_params(n);
+    let x = n.input(e, 0);
+    if n.node.op == "QuantizeLinear" {
+        return quantize_map(e, &x, &out.shape, out.dtype, s, z);
+    }
+    let y = dequantize_map(e, &x, from, &out.shape, s, z);
+    if matches!(from, DType::U8 | DType::I8) {
+        let q_value = n.node.inputs[0];
+        e.dequantized.insert(
+            n.node.outputs[0],
+            Dequantized {
+                q: x,
+                q_value,
+                dtype: from,
+                shape: out.shape.clone(),
+                scale: s,
+                zero_point: z,
+            },
+        );
+    }
+    y
+}
+
+/// The scale (as f32) and zero point of a QuantizeLinear or DequantizeLinear node.
+pub(super) fn qdq_params(n: &N) -> (f32, i64) {
     let k = |i: usize| {
         n.node
             .inputs
@@ -106,35 +134,102 @@ pub(super) fn qdq(e: &mut Emitter, n: &N) -> String {
             .flatten()
             .and_then(|v| n.g.konst(v))
     };
-    let s = k(1).expect("constant scale").to_f64_vec()[0] as f32 as f64;
-    let z = k(2).map(|t| t.to_i64_vec()[0]).unwrap_or(0) as f64;
-    let ins = operands(e, n, &[0], &out.shape);
-    let quantize = n.node.op == "QuantizeLinear";
-    map(e, ins, out.dtype, &out.shape, |b, a| {
-        let f = DType::F32;
+    let s = k(1).expect("constant scale").to_f64_vec()[0] as f32;
+    let z = k(2).map(|t| t.to_i64_vec()[0]).unwrap_or(0);
+    (s, z)
+}
+
+/// QuantizeLinear of f32 `x` (of `shape`) to `dt` (U8 or I8): round half to even, saturate.
+pub(super) fn quantize_map(
+    e: &mut Emitter,
+    x: &str,
+    shape: &[usize],
+    dt: DType,
+    s: f32,
+    z: i64,
+) -> String {
+    let f = DType::F32;
+    let ins = vec![Operand {
+        ssa: x.to_string(),
+        ty: tty_of(f, shape),
+        map: bcast_map(shape, shape),
+        elem: f.mlir(),
+    }];
+    map(e, ins, dt, shape, |b, a| {
         let t = f.mlir();
-        let sc = scalar::cst(b, f, s);
-        let zc = scalar::cst(b, f, z);
-        if quantize {
-            let (lo, hi) = if out.dtype == DType::U8 {
-                (0.0, 255.0)
-            } else {
-                (-128.0, 127.0)
-            };
-            let d = b.op(&format!("arith.divf {}, {sc} : {t}", a[0]));
-            let r = b.op(&format!("math.roundeven {d} : {t}"));
-            let r = b.op(&format!("arith.addf {r}, {zc} : {t}"));
-            let lo = scalar::cst(b, f, lo);
-            let hi = scalar::cst(b, f, hi);
-            let r = scalar::at_least(b, t, &r, &lo);
-            let r = scalar::at_most(b, t, &r, &hi);
-            scalar::cast(b, f, out.dtype, &r)
+        let sc = scalar::cst(b, f, s as f64);
+        let zc = scalar::cst(b, f, z as f64);
+        let (lo, hi) = if dt == DType::U8 {
+            (0.0, 255.0)
         } else {
-            let x = scalar::cast(b, from, f, &a[0]);
-            let d = b.op(&format!("arith.subf {x}, {zc} : {t}"));
-            b.op(&format!("arith.mulf {d}, {sc} : {t}"))
-        }
+            (-128.0, 127.0)
+        };
+        let d = b.op(&format!("arith.divf {}, {sc} : {t}", a[0]));
+        let r = b.op(&format!("math.roundeven {d} : {t}"));
+        let r = b.op(&format!("arith.addf {r}, {zc} : {t}"));
+        let lo = scalar::cst(b, f, lo);
+        let hi = scalar::cst(b, f, hi);
+        let r = scalar::at_least(b, t, &r, &lo);
+        let r = scalar::at_most(b, t, &r, &hi);
+        scalar::cast(b, f, dt, &r)
     })
+}
+
+/// DequantizeLinear of `q` (of `from`, `shape`) to f32: `(q - z) * s`.
+pub(super) fn dequantize_map(
+    e: &mut Emitter,
+    q: &str,
+    from: DType,
+    shape: &[usize],
+    s: f32,
+    z: i64,
+) -> String {
+    let f = DType::F32;
+    let ins = vec![Operand {
+        ssa: q.to_string(),
+        ty: tty_of(from, shape),
+        map: bcast_map(shape, shape),
+        elem: from.mlir(),
+    }];
+    map(e, ins, f, shape, |b, a| {
+        let t = f.mlir();
+        let sc = scalar::cst(b, f, s as f64);
+        let zc = scalar::cst(b, f, z as f64);
+        let x = scalar::cast(b, from, f, &a[0]);
+        let d = b.op(&format!("arith.subf {x}, {zc} : {t}"));
+        b.op(&format!("arith.mulf {d}, {sc} : {t}"))
+    })
+}
+
+/// A QuantizeLinear of a dequantised value (`Emitter::dequantized`), with the same scale,
+/// zero point and integer type, through reshapes only, is those integers reshaped:
+/// `round((q - z) * s / s) + z = q` exactly for 8-bit `q` (the quotient is within an ulp of
+/// an integer below 256). QDQ models repeat such pairs around every layout op
+/// (`quantize_static` puts one after a Flatten and a MaxPool); in the CPU form they cost
+/// nothing.
+fn requantized(e: &mut Emitter, n: &N) -> Option<String> {
+    if n.node.op != "QuantizeLinear" || !e.cpu_kernels {
+        return None;
+    }
+    let g = n.g;
+    let mut v = n.node.inputs[0]?;
+    while !e.dequantized.contains_key(&v) {
+        let m = g.nodes.node_weights().find(|m| m.outputs.contains(&v))?;
+        if !matches!(
+            m.op.as_str(),
+            "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze"
+        ) {
+            return None;
+        }
+        v = m.inputs[0]?;
+    }
+    let d = e.dequantized[&v].clone();
+    let out = n.out_ty(0).clone();
+    let (s, z) = qdq_params(n);
+    if d.dtype != out.dtype || d.scale != s || d.zero_point != z {
+        return None;
+    }
+    Some(e.reshape(&d.q, d.dtype, &d.shape, &out.shape))
 }
 
 pub(super) fn select(e: &mut Emitter, n: &N) -> String {

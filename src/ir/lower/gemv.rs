@@ -7,7 +7,7 @@ use super::elementwise::map;
 use super::nn::{fill_scalar, op};
 use super::N;
 use crate::graph::{tensor::Data, DType, Tensor};
-use crate::ir::emit::{amap, d, row_lists, tty_of, Emitter};
+use crate::ir::emit::{amap, d, row_lists, tty_of, Emitter, Operand};
 
 /// Lanes of `sparse_gemv`'s vectors (8 x f32).
 const GATHER_LANES: usize = 8;
@@ -76,6 +76,7 @@ scf.yield {v}_f0, {v}_f1 : {vt}, {vt}
         consts: &consts,
         body: &body,
         scale: None,
+        offset: None,
         kind: "sparse_gemv",
         ints: false,
     };
@@ -91,6 +92,9 @@ struct Frame<'a> {
     consts: &'a str,
     body: &'a str,
     scale: Option<(&'a str, usize)>,
+    /// Per-feature offsets `[n]` and per-row sums of the input `[m]` (f32): the sum gains
+    /// `offset[j] * rowsum[b]` before the scale.
+    offset: Option<(&'a str, &'a str)>,
     kind: &'a str,
     /// The body accumulates `vector<8xi32>` (converted to `vt` before the reduction).
     ints: bool,
@@ -113,6 +117,16 @@ fn gemv_frame(e: &mut Emitter, n: &N, f: Frame) -> String {
     };
     let (v, vt) = (f.v, f.vt);
     let yty = tty_of(dt, &out.shape);
+    let red = match f.offset {
+        Some((o, rs)) => format!(
+            "{v}_red0 = vector.reduction <add>, {v}_s : {vt} into f32
+{v}_ofs = tensor.extract {o}[{v}_j] : tensor<{nn}xf32>
+{v}_rs = tensor.extract {rs}[{v}_b] : tensor<{m}xf32>
+{v}_cor = arith.mulf {v}_ofs, {v}_rs : f32
+{v}_red = arith.addf {v}_red0, {v}_cor : f32"
+        ),
+        None => format!("{v}_red = vector.reduction <add>, {v}_s : {vt} into f32"),
+    };
     let sum = match f.scale {
         Some((s, len)) => format!(
             "{v}_sc = tensor.extract {s}[{v}_j] : tensor<{len}xf32>
@@ -132,7 +146,7 @@ fn gemv_frame(e: &mut Emitter, n: &N, f: Frame) -> String {
 {v}_y1 = scf.for {v}_j = {v}_c0 to {v}_n step {v}_c1 iter_args({v}_yb = {v}_ya) -> ({yty}) {{
 {body}
 {sum2}
-{v}_red = vector.reduction <add>, {v}_s : {vt} into f32
+{red}
 {sum}
 {v}_old = tensor.extract {v}_yb[{v}_b, {v}_j] : {yty}
 {v}_new = arith.addf {v}_old, {v}_sum : f32
@@ -161,13 +175,47 @@ scf.yield {v}_y1 : {yty}
 /// Lanes of `int8_gemv`'s vectors; each step covers two (32 weights of a row).
 const INT8_LANES: usize = 16;
 
-/// The weight `[n, k]` as 8-bit integers and one scale per row, if every row is a multiple
-/// of one step with at most 127 steps either side of zero and its largest value at 64 steps
-/// or more (what symmetric per-channel int8 quantisation writes, onnxruntime's
-/// `quantize_static` included): `w = q * scale` exactly in f32.
-pub(super) fn int8_rows(w: &Tensor) -> Option<(Vec<i8>, Vec<f32>)> {
-    let (q, s) = grid_rows(w, 127)?;
-    Some((q.into_iter().map(|v| v as i8).collect(), s))
+/// A weight `[n, k]` read as int8: `w[j, :] = (q[j, :] + offset[j]) * scale[j]` exactly.
+pub(super) struct Int8Rows {
+    pub(super) q: Vec<i8>,
+    pub(super) scales: Vec<f32>,
+    /// Zero for rows that fit int8 as they are (symmetric quantisation, as onnxruntime's
+    /// `quantize_static` writes); asymmetric rows (`(q - zero_point) * scale`, up to 255
+    /// steps on one side of zero) are centred.
+    pub(super) offsets: Vec<i32>,
+}
+
+/// The weight `[n, k]` as 8-bit integers plus a per-row offset and scale, if every row is a
+/// multiple of one step spanning at most 255 steps (its largest magnitude 64 steps or more):
+/// what symmetric and asymmetric per-channel int8 quantisation write.
+pub(super) fn int8_rows(w: &Tensor) -> Option<Int8Rows> {
+    let span = |r: &[i16]| {
+        let (lo, hi) = r
+            .iter()
+            .fold((0i16, 0i16), |(a, b), &v| (a.min(v), b.max(v)));
+        hi as i32 - lo as i32 <= 255
+    };
+    let (q, scales) = grid_rows_with(w, 255, span)?;
+    let k = w.shape[1];
+    let mut offsets = Vec::with_capacity(scales.len());
+    let mut out = Vec::with_capacity(q.len());
+    for row in q.chunks(k) {
+        let (lo, hi) = row
+            .iter()
+            .fold((0i16, 0i16), |(a, b), &v| (a.min(v), b.max(v)));
+        let c = if lo >= -128 && hi <= 127 {
+            0
+        } else {
+            lo as i32 + 128
+        };
+        offsets.push(c);
+        out.extend(row.iter().map(|&v| (v as i32 - c) as i8));
+    }
+    Some(Int8Rows {
+        q: out,
+        scales,
+        offsets,
+    })
 }
 
 /// The weight `[n, k]` as integers of at most `max` steps either side of zero and one scale
@@ -175,6 +223,15 @@ pub(super) fn int8_rows(w: &Tensor) -> Option<(Vec<i8>, Vec<f32>)> {
 /// more: `w = q * scale` exactly in f32. With `max` 255 this also covers asymmetric int8
 /// (`(q - zero_point) * scale`, up to 255 steps from zero).
 pub(super) fn grid_rows(w: &Tensor, max: u32) -> Option<(Vec<i16>, Vec<f32>)> {
+    grid_rows_with(w, max, |_| true)
+}
+
+/// `grid_rows`, taking for each row the finest exact grid whose integers `ok` accepts.
+fn grid_rows_with(
+    w: &Tensor,
+    max: u32,
+    ok: impl Fn(&[i16]) -> bool,
+) -> Option<(Vec<i16>, Vec<f32>)> {
     if w.shape.len() != 2 || w.dtype() != DType::F32 {
         return None;
     }
@@ -190,8 +247,10 @@ pub(super) fn grid_rows(w: &Tensor, max: u32) -> Option<(Vec<i16>, Vec<f32>)> {
         }
         // The row's largest value is some m <= max steps: `max` for min-max quantisation, a
         // little less when the largest step count did not occur.
-        let fits = |m: f64| -> Option<(f32, Vec<i16>)> {
-            let s = (top / m) as f32;
+        let on_grid = |s: f32| -> Option<(f32, Vec<i16>)> {
+            if s <= 0.0 || s.is_nan() {
+                return None;
+            }
             let mut out = Vec::with_capacity(k);
             for &x in row {
                 let r = (x / s as f64).round();
@@ -200,7 +259,20 @@ pub(super) fn grid_rows(w: &Tensor, max: u32) -> Option<(Vec<i16>, Vec<f32>)> {
                 }
                 out.push(r as i16);
             }
-            Some((s, out))
+            ok(&out).then_some((s, out))
+        };
+        // `top / m` may land an ulp off the scale that produced the row (the largest value
+        // is itself rounded), so its neighbours are tried too.
+        let fits = |m: f64| -> Option<(f32, Vec<i16>)> {
+            let s0 = (top / m) as f32;
+            let b = s0.to_bits();
+            [
+                s0,
+                f32::from_bits(b.saturating_sub(1)),
+                f32::from_bits(b + 1),
+            ]
+            .into_iter()
+            .find_map(on_grid)
         };
         let (s, r) = (64..=max).rev().find_map(|m| fits(m as f64))?;
         scales.push(s);
@@ -218,16 +290,29 @@ pub(super) fn grid_rows(w: &Tensor, max: u32) -> Option<(Vec<i16>, Vec<f32>)> {
 /// the kernel runs on integers: the input is taken back to its integers as i16, each step
 /// multiplies 16 of them by 16 int8 weights and adds adjacent products into 8 i32 lanes
 /// (`vpmaddwd` on x86), exactly, and the sum is scaled by `x_scale * w_scale[j]`.
-pub(super) fn int8_gemv(e: &mut Emitter, n: &N, q: Vec<i8>, scales: Vec<f32>) -> String {
-    let sx = super::int8conv::quantised_input_scale(n);
+pub(super) fn int8_gemv(e: &mut Emitter, n: &N, w: Int8Rows) -> String {
+    let sx = super::int8conv::quantised_input_scale(e, n);
     let a = n.in_ty(0).clone();
     let nn = n.out_ty(0).shape[1];
     let k = a.shape[1];
-    let q_c = e.constant(&Tensor::new(vec![nn, k], Data::I8(q)), Some("int8_weight"));
-    let scales: Vec<f32> = scales.iter().map(|&s| sx.map_or(s, |x| s * x)).collect();
+    let q_c = e.constant(
+        &Tensor::new(vec![nn, k], Data::I8(w.q)),
+        Some("int8_weight"),
+    );
+    let scales: Vec<f32> = w.scales.iter().map(|&s| sx.map_or(s, |x| s * x)).collect();
     let s_c = e.constant(&Tensor::f32(vec![nn], scales), Some("int8_scale"));
     let x = n.input(e, 0);
-    let xi = sx.map(|s| super::int8conv::to_integers(e, &x, &a.shape, s));
+    let xi = sx.and_then(|_| super::int8conv::to_integers(e, n, &a.shape));
+    // Offset rows add offset[j] * sum_k x[b, k] (on the input's integers when it has them).
+    let offset = w.offsets.iter().any(|&c| c != 0).then(|| {
+        let offs: Vec<f32> = w.offsets.iter().map(|&c| c as f32).collect();
+        let o_c = e.constant(&Tensor::f32(vec![nn], offs), Some("int8_offset"));
+        let sums = match &xi {
+            Some(xi) => row_sums(e, xi, true, &a.shape),
+            None => row_sums(e, &x, false, &a.shape),
+        };
+        (o_c, sums)
+    });
     let v = e.fresh();
     let qty = format!("tensor<{nn}x{k}xi8>");
     let qt = format!("vector<{INT8_LANES}xi8>");
@@ -307,32 +392,82 @@ pub(super) fn int8_gemv(e: &mut Emitter, n: &N, q: Vec<i8>, scales: Vec<f32>) ->
         consts: &consts,
         body: &body,
         scale: Some((&s_c, nn)),
+        offset: offset.as_ref().map(|(o, s)| (o.as_str(), s.as_str())),
         kind: "int8_gemv",
         ints: xi.is_some(),
     };
     gemv_frame(e, n, frame)
 }
 
+/// `sum_k x[b, k]` over `x [m, k]` (f32, or with `ints` i16 integers summed exactly in i32)
+/// as `tensor<m x f32>`.
+fn row_sums(e: &mut Emitter, x: &str, ints: bool, shape: &[usize]) -> String {
+    let m = shape[0];
+    let acc = if ints { DType::I32 } else { DType::F32 };
+    let init = fill_scalar(e, acc, &[m], 0.0);
+    let (ty, elem) = if ints {
+        (format!("tensor<{m}x{}xi16>", shape[1]), "i16")
+    } else {
+        (tty_of(DType::F32, shape), "f32")
+    };
+    let ins = [Operand {
+        ssa: x.to_string(),
+        ty,
+        map: amap(2, &[d(0), d(1)]),
+        elem,
+    }];
+    let out = Operand {
+        ssa: init,
+        ty: tty_of(acc, &[m]),
+        map: amap(2, &[d(0)]),
+        elem: acc.mlir(),
+    };
+    let s = e.generic(&ins, &out, &["parallel", "reduction"], |b, a| {
+        if ints {
+            let x = b.op(&format!("arith.extsi {} : i16 to i32", a[0]));
+            b.op(&format!("arith.addi {}, {x} : i32", a[1]))
+        } else {
+            b.op(&format!("arith.addf {}, {} : f32", a[1], a[0]))
+        }
+    });
+    if !ints {
+        return s;
+    }
+    let ins = vec![op(s, DType::I32, &[m], amap(1, &[d(0)]))];
+    map(e, ins, DType::F32, &[m], |b, a| {
+        b.op(&format!("arith.sitofp {} : i32 to f32", a[0]))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Asymmetric int8 ((q - zp) * s, here 128 steps below zero) is no int8 row, but it is
-    /// a 255-step grid; values off any grid are neither.
+    /// Grids are found exactly: asymmetric int8 (`(q - zp) * s`, here 128 steps below zero)
+    /// is read as int8 as it is, a row 235 steps above zero with an offset, a row spanning
+    /// more than 255 steps or off any grid not at all.
     #[test]
     fn grids_are_found_exactly() {
         let s = 0.0070743416f32;
-        let row: Vec<f32> = [-128i32, -3, 0, 5, 100]
-            .iter()
-            .map(|&k| k as f32 * s)
-            .collect();
-        let w = Tensor::f32(vec![1, 5], row.clone());
-        assert!(int8_rows(&w).is_none());
+        let at = |ks: &[i32]| {
+            let row: Vec<f32> = ks.iter().map(|&k| k as f32 * s).collect();
+            Tensor::f32(vec![1, ks.len()], row)
+        };
+        let w = at(&[-128, -3, 0, 5, 100]);
+        let r = int8_rows(&w).expect("an int8 row");
+        assert_eq!(r.q, vec![-128, -3, 0, 5, 100]);
+        assert_eq!((r.offsets[0], r.scales[0]), (0, s));
         let (q, sc) = grid_rows(&w, 255).expect("a 255-step grid");
         assert_eq!(q, vec![-128, -3, 0, 5, 100]);
-        assert_eq!(sc[0] * 128.0, row[0].abs());
-        let mut off = row;
+        assert_eq!(sc[0], s);
+        // (q - 20) * s for q in 0..=255: centred by 108 steps.
+        let r = int8_rows(&at(&[-20, 0, 7, 235])).expect("an offset int8 row");
+        assert_eq!((r.offsets[0], r.scales[0]), (108, s));
+        assert_eq!(r.q, vec![-128, -108, -101, 127]);
+        assert!(int8_rows(&at(&[-200, 1, 100])).is_none());
+        let mut off = at(&[-128, -3, 0, 5, 100]).to_f64_vec();
         off[3] += 1e-3;
+        let off: Vec<f32> = off.iter().map(|&v| v as f32).collect();
         assert!(grid_rows(&Tensor::f32(vec![1, 5], off), 255).is_none());
     }
 }

@@ -12,7 +12,7 @@ use super::gemv::grid_rows;
 use super::kernels::{block_loops, conv_init, plane_to_out, KernelConv, KERNEL_LANES, KERNEL_ROWS};
 use super::N;
 use crate::graph::{tensor::Data, DType, Tensor};
-use crate::ir::emit::{amap, d, tty_of, Emitter, Operand};
+use crate::ir::emit::{amap, d, tty_of, Body, Emitter, Operand};
 
 /// i32 lanes of one accumulator (a 256-bit register); a 16-pixel block is two of them.
 const LANES: usize = 8;
@@ -26,46 +26,32 @@ pub(super) struct Int8Conv {
     pub(super) w_scales: Vec<f32>,
 }
 
-/// The scale of `n`'s first input if a per-tensor DequantizeLinear of 8-bit integers with a
-/// constant scalar scale produces it: the input is then `(q - zero_point) * scale` with
-/// `|q - zero_point| <= 255`, and `x / scale` gives those integers back exactly.
-pub(super) fn quantised_input_scale(n: &N) -> Option<f32> {
-    let xv = n.node.inputs[0]?;
-    let dq = n.g.nodes.node_weights().find(|m| m.outputs.contains(&xv))?;
-    if dq.op != "DequantizeLinear" {
-        return None;
-    }
-    let from = n.g.ty(dq.inputs[0]?)?.dtype;
-    if !matches!(from, DType::U8 | DType::I8) {
-        return None;
-    }
-    let scale = n.g.konst(dq.inputs.get(1).copied().flatten()?)?;
-    if scale.len() != 1 {
-        return None;
-    }
-    if let Some(z) = dq.inputs.get(2).copied().flatten() {
-        if n.g.konst(z)?.len() != 1 {
-            return None;
-        }
-    }
-    let x_scale = scale.to_f64_vec()[0] as f32;
-    (x_scale.is_finite() && x_scale > 0.0).then_some(x_scale)
+/// The scale of `n`'s first input if it is a dequantised run-time value
+/// (`Emitter::dequantized`): `(q - zero_point) * scale` with `|q - zero_point| <= 255`, so
+/// `x / scale` gives those integers back exactly.
+pub(super) fn quantised_input_scale(e: &Emitter, n: &N) -> Option<f32> {
+    e.dequantized.get(&n.node.inputs[0]?).map(|d| d.scale)
 }
 
-/// The input's integers as i16: `round(x / scale)` over a tensor of `shape` (exact on a
-/// DequantizeLinear's output), as a linalg map; returns the SSA name.
-pub(super) fn to_integers(e: &mut Emitter, x: &str, shape: &[usize], scale: f32) -> String {
+/// The integers of `n`'s first input `x` (of `shape`), a DequantizeLinear's output
+/// (`dequantized_from`), as i16: `q - zero_point`, read from the DequantizeLinear's own
+/// input, so that no float work is left (and a QuantizeLinear before it fuses in).
+pub(super) fn to_integers(e: &mut Emitter, n: &N, shape: &[usize]) -> Option<String> {
+    let dq = e.dequantized.get(&n.node.inputs[0]?)?.clone();
+    let (qt, zp) = (dq.dtype, dq.zero_point);
+    let q = e.reshape(&dq.q, qt, &dq.shape, shape);
     let r = shape.len();
     let ident: Vec<String> = (0..r).map(d).collect();
     let dims: Vec<String> = shape.iter().map(|v| v.to_string()).collect();
     let qty = format!("tensor<{}xi16>", dims.join("x"));
     let empty = e.fresh();
     e.line(&format!("{empty} = tensor.empty() : {qty}"));
+    let elem = qt.mlir();
     let ins = [Operand {
-        ssa: x.to_string(),
-        ty: tty_of(DType::F32, shape),
+        ssa: q,
+        ty: tty_of(qt, shape),
         map: amap(r, &ident),
-        elem: "f32",
+        elem,
     }];
     let out = Operand {
         ssa: empty,
@@ -73,23 +59,29 @@ pub(super) fn to_integers(e: &mut Emitter, x: &str, shape: &[usize], scale: f32)
         map: amap(r, &ident),
         elem: "i16",
     };
-    let sx = crate::ir::emit::flit(DType::F32, scale as f64);
-    e.generic(&ins, &out, &vec!["parallel"; r], |b, a| {
-        let c = b.op(&format!("arith.constant {sx} : f32"));
-        let q = b.op(&format!("arith.divf {}, {c} : f32", a[0]));
-        let q = b.op(&format!("math.roundeven {q} : f32"));
-        b.op(&format!("arith.fptosi {q} : f32 to i16"))
-    })
+    let ext = if qt == DType::U8 {
+        "arith.extui"
+    } else {
+        "arith.extsi"
+    };
+    Some(e.generic(&ins, &out, &vec!["parallel"; r], |b, a| {
+        let x = b.op(&format!("{ext} {} : {elem} to i16", a[0]));
+        if zp == 0 {
+            return x;
+        }
+        let z = b.op(&format!("arith.constant {zp} : i16"));
+        b.op(&format!("arith.subi {x}, {z} : i16"))
+    }))
 }
 
 /// The integer form of convolution `n`, if it has one: its input produced by a
 /// DequantizeLinear of 8-bit integers with a constant scalar scale, its weight constant on a
 /// per-channel int8 grid, an even number of channels per group (channels go in pairs).
-pub(super) fn int8_conv_of(n: &N, cg: usize) -> Option<Int8Conv> {
+pub(super) fn int8_conv_of(e: &Emitter, n: &N, cg: usize) -> Option<Int8Conv> {
     if !cg.is_multiple_of(2) {
         return None;
     }
-    let x_scale = quantised_input_scale(n)?;
+    let x_scale = quantised_input_scale(e, n)?;
     let w = n.g.konst(n.node.inputs[1]?)?;
     let m = w.shape[0];
     let (q, w_scales) = grid_rows(&w.reshaped(vec![m, w.len() / m]), 255)?;
@@ -112,36 +104,47 @@ pub(super) fn int8_conv(e: &mut Emitter, n: &N, s: KernelConv, w: Int8Conv) -> S
     let cp = cg / 2;
     let pp = s.pixels.next_multiple_of(KERNEL_LANES);
 
-    // The input's integers as i16 channel pairs: xq[n, g, c/2, l, c%2] = x[n, g, c, l] / scale.
-    let qshape = [nb, group, cp, len, 2];
-    let qty = format!("tensor<{nb}x{group}x{cp}x{len}x2xi16>");
-    let flat = cp * len * 2;
-    let fty = format!("tensor<{nb}x{group}x{flat}xi16>");
+    // The input's integers as i16 channel pairs, two to an i32 (low half: the even channel):
+    // xq[n, g, c/2, l] = x[n, g, c, l] / scale | x[n, g, c+1, l] / scale << 16. A map whose
+    // innermost dimension is contiguous, so that it vectorises.
+    let qty = format!("tensor<{nb}x{group}x{cp}x{len}xi32>");
+    let flat = cp * len;
+    let fty = format!("tensor<{nb}x{group}x{flat}xi32>");
     let empty = e.fresh();
     e.line(&format!("{empty} = tensor.empty() : {qty}"));
-    let ins = [Operand {
+    let half = |k: &str| Operand {
         ssa: s.xg_s.to_string(),
         ty: tty_of(DType::F32, s.xg),
-        map: amap(5, &[d(0), d(1), "d2 * 2 + d4".into(), d(3)]),
+        map: amap(4, &[d(0), d(1), format!("d2 * 2{k}"), d(3)]),
         elem: "f32",
-    }];
+    };
+    let ins = [half(""), half(" + 1")];
     let out = Operand {
         ssa: empty,
         ty: qty.clone(),
-        map: amap(5, &(0..5).map(d).collect::<Vec<_>>()),
-        elem: "i16",
+        map: amap(4, &(0..4).map(d).collect::<Vec<_>>()),
+        elem: "i32",
     };
-    let sx = crate::ir::emit::flit(DType::F32, w.x_scale as f64);
-    let xq = e.generic(&ins, &out, &["parallel"; 5], |b, a| {
-        let c = b.op(&format!("arith.constant {sx} : f32"));
-        let q = b.op(&format!("arith.divf {}, {c} : f32", a[0]));
-        let q = b.op(&format!("math.roundeven {q} : f32"));
-        b.op(&format!("arith.fptosi {q} : f32 to i16"))
+    // x * (1 / scale) is within a few ulp of the integer (|q| <= 255), so rounding is exact.
+    let inv = crate::ir::emit::flit(DType::F32, (1.0 / w.x_scale) as f64);
+    let xq = e.generic(&ins, &out, &["parallel"; 4], |b, a| {
+        let c = b.op(&format!("arith.constant {inv} : f32"));
+        let mask = b.op("arith.constant 65535 : i32");
+        let sh = b.op("arith.constant 16 : i32");
+        let int = |b: &mut Body, x: &str| {
+            let q = b.op(&format!("arith.mulf {x}, {c} : f32"));
+            let q = b.op(&format!("math.roundeven {q} : f32"));
+            b.op(&format!("arith.fptosi {q} : f32 to i32"))
+        };
+        let lo = int(b, &a[0]);
+        let lo = b.op(&format!("arith.andi {lo}, {mask} : i32"));
+        let hi = int(b, &a[1]);
+        let hi = b.op(&format!("arith.shli {hi}, {sh} : i32"));
+        b.op(&format!("arith.ori {lo}, {hi} : i32"))
     });
-    debug_assert_eq!(qshape.iter().product::<usize>(), nb * group * flat);
     let xf = e.fresh();
     e.line(&format!(
-        "{xf} = tensor.collapse_shape {xq} [[0], [1], [2, 3, 4]] : {qty} into {fty}"
+        "{xf} = tensor.collapse_shape {xq} [[0], [1], [2, 3]] : {qty} into {fty}"
     ));
 
     // Weights as i32 pairs (low half: even channel), steps in (channel pair, k...) order,
@@ -159,11 +162,9 @@ pub(super) fn int8_conv(e: &mut Emitter, n: &N, s: KernelConv, w: Int8Conv) -> S
             }
         }
     }
-    // Step (pair c, tap) starts at (c*len + tap offset) pairs: the f32 plane's offset of step
-    // c*kk + tap, doubled for i16 elements.
-    let offs: Vec<String> = (0..nj)
-        .map(|jj| (2 * s.step_offset(jj)).to_string())
-        .collect();
+    // Step (pair c, tap) starts at pair c*len + tap offset: the f32 plane's offset of step
+    // c*kk + tap.
+    let offs: Vec<String> = (0..nj).map(|jj| s.step_offset(jj).to_string()).collect();
     let wq = e.constant(
         &Tensor::new(vec![group, og, nj], Data::I32(pairs)),
         Some("int8_conv_weight"),
@@ -189,14 +190,10 @@ pub(super) fn int8_conv(e: &mut Emitter, n: &N, s: KernelConv, w: Int8Conv) -> S
     let (even, odd) = (even.join(", "), odd.join(", "));
     let (loops, rows) = block_loops(&v, &offs, [nb, group, og, pp], &init, &yty, "f32");
     let mut text = format!(
-        "{v}_c2 = arith.constant 2 : index
-{v}_c8 = arith.constant {LANES} : index
-{v}_c16 = arith.constant {half} : index
-{v}_zq = arith.constant 0 : i16
+        "{v}_c8 = arith.constant {LANES} : index
+{v}_zq = arith.constant 0 : i32
 {v}_zv = arith.constant dense<0> : {at}
-{loops}{v}_p2 = arith.muli {v}_p, {v}_c2 : index
-",
-        half = 2 * LANES,
+{loops}"
     );
     // Accumulator (row i, half h) is number 2i + h.
     let nacc = 2 * KERNEL_ROWS;
@@ -205,10 +202,12 @@ pub(super) fn int8_conv(e: &mut Emitter, n: &N, s: KernelConv, w: Int8Conv) -> S
     text += &format!(
         "{v}_r:{nacc} = scf.for {v}_j = {v}_c0 to {v}_nj step {v}_c1 iter_args({}) -> ({ats}) {{
 {v}_off = tensor.extract {v}_offs[{v}_j] : tensor<{nj}xindex>
-{v}_q0 = arith.addi {v}_off, {v}_p2 : index
-{v}_q1 = arith.addi {v}_q0, {v}_c16 : index
-{v}_x0 = vector.transfer_read {xf}[{v}_n, {v}_g, {v}_q0], {v}_zq {{in_bounds = [true]}} : {fty}, {xt}
-{v}_x1 = vector.transfer_read {xf}[{v}_n, {v}_g, {v}_q1], {v}_zq {{in_bounds = [true]}} : {fty}, {xt}
+{v}_q0 = arith.addi {v}_off, {v}_p : index
+{v}_q1 = arith.addi {v}_q0, {v}_c8 : index
+{v}_i0 = vector.transfer_read {xf}[{v}_n, {v}_g, {v}_q0], {v}_zq {{in_bounds = [true]}} : {fty}, {at}
+{v}_i1 = vector.transfer_read {xf}[{v}_n, {v}_g, {v}_q1], {v}_zq {{in_bounds = [true]}} : {fty}, {at}
+{v}_x0 = vector.bitcast {v}_i0 : {at} to {xt}
+{v}_x1 = vector.bitcast {v}_i1 : {at} to {xt}
 {v}_e0 = arith.extsi {v}_x0 : {xt} to {xe}
 {v}_e1 = arith.extsi {v}_x1 : {xt} to {xe}
 ",

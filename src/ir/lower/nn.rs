@@ -164,7 +164,11 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
         transposed: false,
     };
     // An 8-bit quantised input and an int8-grid weight: the integer kernel.
-    let int8 = if blocked { int8_conv_of(n, cg) } else { None };
+    let int8 = if blocked {
+        int8_conv_of(e, n, cg)
+    } else {
+        None
+    };
     if let Some(q) = int8 {
         return Ok(int8_conv(e, n, kernel_conv(""), q));
     }
@@ -403,8 +407,8 @@ pub(super) fn gemm(e: &mut Emitter, n: &N) -> Result<String> {
         }
         // A few rows and a weight on a per-row int8 grid: read it as int8.
         if n.in_ty(0).shape[1].is_multiple_of(32) {
-            if let Some((q, s)) = int8_rows(w) {
-                return Ok(int8_gemv(e, n, q, s));
+            if let Some(rows) = int8_rows(w) {
+                return Ok(int8_gemv(e, n, rows));
             }
         }
     }

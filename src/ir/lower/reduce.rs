@@ -1,18 +1,42 @@
 //! Windows and reductions: pooling, Reduce*, Softmax.
 
-use super::elementwise::{map, operands};
+use super::elementwise::{dequantize_map, map, operands, qdq_params, quantize_map};
 use super::nn::{fill_scalar, op};
 use super::shape::pad_with;
 use super::{scalar, N};
 use crate::error::Result;
-use crate::graph::{DType, Tensor};
-use crate::ir::emit::{amap, bcast_map, d, flit, tty_of, Emitter};
+use crate::graph::{DType, Tensor, ValueId};
+use crate::ir::emit::{amap, bcast_map, d, flit, tty_of, Dequantized, Emitter};
 
 /// Max/average pooling over (n, c, out..., k...), with a window operand giving the kernel
 /// loop bounds (as linalg's pooling ops do).
 /// Pooling windows of at most this many cells are read cell by cell in one elementwise map
 /// (larger ones reduce in a loop).
 const MAX_UNROLLED_WINDOW: usize = 9;
+
+/// MaxPool commutes with quantisation, which is monotone: `MaxPool(DQ(Q(x)))` is
+/// `DQ(Q(MaxPool(x)))` exactly, and quantises a quarter of the values (a 2x2 window). For a
+/// MaxPool (CPU form) of a per-tensor DequantizeLinear of a QuantizeLinear with the same
+/// scale, zero point and type, returns Q's f32 input and the DequantizeLinear.
+fn requantized_source(e: &Emitter, n: &N) -> Option<(ValueId, Dequantized)> {
+    if !e.cpu_kernels {
+        return None;
+    }
+    let dq = e.dequantized.get(&n.node.inputs[0]?)?.clone();
+    let qv = dq.q_value?;
+    let qn = n.g.nodes.node_weights().find(|m| m.outputs.contains(&qv))?;
+    if qn.op != "QuantizeLinear" {
+        return None;
+    }
+    let xv = qn.inputs[0]?;
+    let qnode = N { node: qn, g: n.g };
+    let (s, z) = qdq_params(&qnode);
+    let same = n.g.ty(xv)?.dtype == DType::F32
+        && n.g.ty(qv)?.dtype == dq.dtype
+        && s == dq.scale
+        && z == dq.zero_point;
+    same.then_some((xv, dq))
+}
 
 pub(super) fn pool(e: &mut Emitter, n: &N) -> Result<String> {
     let x = n.in_ty(0).clone();
@@ -39,7 +63,15 @@ pub(super) fn pool(e: &mut Emitter, n: &N) -> Result<String> {
     } else {
         flit(dt, 0.0)
     };
-    let xs = n.input(e, 0);
+    let requant = if is_max {
+        requantized_source(e, n)
+    } else {
+        None
+    };
+    let xs = match &requant {
+        Some((xv, _)) => e.value(*xv),
+        None => n.input(e, 0),
+    };
     let xp = pad_with(e, &xs, dt, &x.shape, &full, &padv, &pshape);
     let nl = 2 + 2 * r;
     let mut xe = vec![d(0), d(1)];
@@ -122,6 +154,21 @@ pub(super) fn pool(e: &mut Emitter, n: &N) -> Result<String> {
             }
         })
     };
+    if let Some((_, dq)) = requant {
+        let (s, z) = (dq.scale, dq.zero_point);
+        let q = quantize_map(e, &acc, &out.shape, dq.dtype, s, z);
+        let y = dequantize_map(e, &q, dq.dtype, &out.shape, s, z);
+        e.dequantized.insert(
+            n.node.outputs[0],
+            Dequantized {
+                q,
+                q_value: None,
+                shape: out.shape.clone(),
+                ..dq
+            },
+        );
+        return Ok(y);
+    }
     if is_max {
         return Ok(acc);
     }

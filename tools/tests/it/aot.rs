@@ -203,6 +203,24 @@ fn int8_fc_on_quantised_input_multiplies_integers_and_matches_onnxruntime() {
 }
 
 #[test]
+fn qdq_pooling_and_asymmetric_fc_run_on_integers_and_match_onnxruntime() {
+    // Conv -> Q/DQ -> MaxPool -> Q/DQ -> Flatten -> Q/DQ -> Gemm with u8 weights and a zero
+    // point per feature: the pool runs before the quantisation, the repeated Q(DQ) pairs go,
+    // and the FC multiplies integers with a per-feature offset.
+    let text = qdq_model_matches_onnxruntime(
+        "int8_pool",
+        "np.random.default_rng(6).uniform(-0.5, 4.5, (2, 4, 8, 8))",
+        10.0,
+    );
+    assert_eq!(text.matches("bonsai.kernel = \"int8_conv\"").count(), 1);
+    assert!(text.contains("bonsai.kernel = \"int8_gemv\""));
+    // Four QuantizeLinear in the source, three divisions here: the input's, the conv
+    // output's (dead code, once the pool reads the conv output itself) and the pool's; the
+    // requantisations after the pool and the Flatten are gone.
+    assert_eq!(text.matches("arith.divf").count(), 3, "{text}");
+}
+
+#[test]
 fn kernel_bench_times_dense_and_csr_in_one_run() {
     let d = tempdir("kbench");
     let svg = d.join("k.svg");
