@@ -188,4 +188,24 @@ save("int8_pool",
       nh.from_array(np.array(0.04, np.float32), "cs"), nh.from_array(np.array(-5, np.int8), "cz"),
       nh.from_array(wq5, "wq2"), nh.from_array((rng.random(16) * 0.01 + 0.001).astype(np.float32), "ws2"),
       nh.from_array(rng.integers(90, 160, size=16).astype(np.uint8), "wz2"), nh.from_array(f32(16), "b2")])
+# Activations between QDQ pairs, as quantize_static writes HardSwish and Sigmoid: each chain
+# is a function of one 8-bit tensor, which bonsai runs as a 256-entry table (`table`).
+save("int8_act",
+     [h.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+      h.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+      h.make_node("HardSigmoid", ["xd"], ["hs"], alpha=1.0 / 6, beta=0.5),
+      h.make_node("QuantizeLinear", ["hs", "hs_s", "hs_z"], ["hq"]),
+      h.make_node("DequantizeLinear", ["hq", "hs_s", "hs_z"], ["hd"]),
+      h.make_node("Mul", ["xd", "hd"], ["m"]),
+      h.make_node("QuantizeLinear", ["m", "ms", "mz"], ["mq"]),
+      h.make_node("DequantizeLinear", ["mq", "ms", "mz"], ["md"]),
+      h.make_node("Sigmoid", ["md"], ["sg"]),
+      h.make_node("QuantizeLinear", ["sg", "ss", "sz"], ["sq"]),
+      h.make_node("DequantizeLinear", ["sq", "ss", "sz"], ["y"])],
+     [h.make_tensor_value_info("x", T.FLOAT, [2, 3, 5, 7])],
+     [h.make_tensor_value_info("y", T.FLOAT, [2, 3, 5, 7])],
+     [nh.from_array(np.array(0.031, np.float32), "xs"), nh.from_array(np.array(128, np.uint8), "xz"),
+      nh.from_array(np.array(1.0 / 255, np.float32), "hs_s"), nh.from_array(np.array(0, np.uint8), "hs_z"),
+      nh.from_array(np.array(0.027, np.float32), "ms"), nh.from_array(np.array(-20, np.int8), "mz"),
+      nh.from_array(np.array(1.0 / 256, np.float32), "ss"), nh.from_array(np.array(0, np.uint8), "sz")])
 print("wrote", sorted(os.listdir(D)))

@@ -99,6 +99,9 @@ pub(super) fn qdq(e: &mut Emitter, n: &N) -> String {
     if let Some(q) = requantized(e, n) {
         return q;
     }
+    if let Some(q) = super::lut::table_quantize(e, n) {
+        return q;
+    }
     let out = n.out_ty(0).clone();
     let from = n.in_ty(0).dtype;
     let (s, z) = qdq_params(n);

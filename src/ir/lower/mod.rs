@@ -7,6 +7,7 @@ mod elementwise;
 mod gemv;
 mod int8conv;
 mod kernels;
+mod lut;
 mod nn;
 mod reduce;
 mod scalar;

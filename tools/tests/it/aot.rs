@@ -221,6 +221,21 @@ fn qdq_pooling_and_asymmetric_fc_run_on_integers_and_match_onnxruntime() {
 }
 
 #[test]
+fn qdq_activation_chains_run_as_tables_and_match_onnxruntime() {
+    // HardSwish (HardSigmoid, Mul) and Sigmoid between QDQ pairs, u8 and i8: each chain is a
+    // function of one 8-bit tensor and runs as a 256-entry table, folded at compile time.
+    let text = qdq_model_matches_onnxruntime(
+        "int8_act",
+        "np.random.default_rng(8).uniform(-4.5, 4.5, (2, 3, 5, 7))",
+        0.5,
+    );
+    assert!(
+        text.matches("bonsai.kernel = \"table\"").count() >= 2,
+        "{text}"
+    );
+}
+
+#[test]
 fn kernel_bench_times_dense_and_csr_in_one_run() {
     let d = tempdir("kbench");
     let svg = d.join("k.svg");
