@@ -208,4 +208,15 @@ save("int8_act",
       nh.from_array(np.array(1.0 / 255, np.float32), "hs_s"), nh.from_array(np.array(0, np.uint8), "hs_z"),
       nh.from_array(np.array(0.027, np.float32), "ms"), nh.from_array(np.array(-20, np.int8), "mz"),
       nh.from_array(np.array(1.0 / 256, np.float32), "ss"), nh.from_array(np.array(0, np.uint8), "sz")])
+# Depthwise convolutions (one channel per group), stride 1: a 3x3 with bias, then a dilated
+# 5x5 without, over planes of 234 and more pixels (several 64-pixel blocks of the
+# `depthwise` kernel, the last one partial).
+save("depthwise",
+     [h.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], group=8),
+      h.make_node("Relu", ["c1"], ["r1"]),
+      h.make_node("Conv", ["r1", "w2"], ["y"], pads=[2, 4, 2, 4], dilations=[1, 2], group=8)],
+     [h.make_tensor_value_info("x", T.FLOAT, [2, 8, 9, 13])],
+     [h.make_tensor_value_info("y", T.FLOAT, [2, 8, 9, 13])],
+     [nh.from_array(f32(8, 1, 3, 3), "w1"), nh.from_array(f32(8), "b1"),
+      nh.from_array(f32(8, 1, 5, 5), "w2")])
 print("wrote", sorted(os.listdir(D)))

@@ -182,6 +182,113 @@ pub(super) fn block_loops(
     (text, rows)
 }
 
+/// Output pixels of one register block in `depthwise_kernel`: four 16-lane vectors.
+pub(super) const DEPTHWISE_PIXELS: usize = 64;
+
+/// Dense stride-1 depthwise convolution (one input and one output channel per group) over
+/// the flattened input plane: for each image, channel and block of 64 output pixels, four
+/// 16-lane accumulators stay in registers across the kernel taps, each tap reading four
+/// input vectors at its offset and one broadcast weight. (The linalg form loads and stores
+/// the output at every tap.)
+pub(super) fn depthwise_kernel(e: &mut Emitter, n: &N, s: KernelConv) -> String {
+    let x = n.in_ty(0).clone();
+    let dt = x.dtype;
+    let t = dt.mlir();
+    let (nb, group, len) = (s.xg[0], s.xg[1], s.xg[3]);
+    let kk: usize = s.wshape[3..].iter().product();
+    let pp = s.pixels.next_multiple_of(DEPTHWISE_PIXELS);
+    let xf_shape = [nb, group, len];
+    let xf = e.reshape(s.xg_s, dt, s.xg, &xf_shape);
+    let wj_shape = [group, kk];
+    let wj = e.reshape(s.w, dt, s.wshape, &wj_shape);
+    let offs: Vec<String> = (0..kk).map(|j| s.step_offset(j).to_string()).collect();
+    let ys = [nb, group, 1, pp];
+    let init = conv_init(e, n, dt, &ys);
+    let v = e.fresh();
+    let yty = tty_of(dt, &ys);
+    let xty = tty_of(dt, &xf_shape);
+    let wty = tty_of(dt, &wj_shape);
+    let vt = format!("vector<{KERNEL_LANES}x{t}>");
+    let nv = DEPTHWISE_PIXELS / KERNEL_LANES;
+    let mut text = format!(
+        "{v}_offs = arith.constant dense<[{}]> : tensor<{kk}xindex>
+{v}_c0 = arith.constant 0 : index
+{v}_c1 = arith.constant 1 : index
+{v}_blk = arith.constant {DEPTHWISE_PIXELS} : index
+{v}_nb = arith.constant {nb} : index
+{v}_ng = arith.constant {group} : index
+{v}_pp = arith.constant {pp} : index
+{v}_nj = arith.constant {kk} : index
+{v}_z = arith.constant 0.0 : {t}
+{v} = scf.for {v}_n = {v}_c0 to {v}_nb step {v}_c1 iter_args({v}_ya = {init}) -> ({yty}) {{
+{v}_y1 = scf.for {v}_g = {v}_c0 to {v}_ng step {v}_c1 iter_args({v}_yb = {v}_ya) -> ({yty}) {{
+{v}_y2 = scf.for {v}_p = {v}_c0 to {v}_pp step {v}_blk iter_args({v}_yd = {v}_yb) -> ({yty}) {{
+",
+        offs.join(", ")
+    );
+    let px: Vec<String> = (0..nv)
+        .map(|i| {
+            if i == 0 {
+                format!("{v}_p")
+            } else {
+                format!("{v}_p{i}")
+            }
+        })
+        .collect();
+    for i in 1..nv {
+        text += &format!(
+            "{v}_k{i} = arith.constant {} : index
+{v}_p{i} = arith.addi {v}_p, {v}_k{i} : index
+",
+            i * KERNEL_LANES
+        );
+    }
+    let at: Vec<String> = px
+        .iter()
+        .map(|p| format!("{v}_n, {v}_g, {v}_c0, {p}"))
+        .collect();
+    text += &read_block(&v, &at, &yty, &vt);
+    let accs: Vec<String> = (0..nv).map(|i| format!("{v}_s{i} = {v}_a{i}")).collect();
+    let vts = vec![vt.as_str(); nv].join(", ");
+    text += &format!(
+        "{v}_r:{nv} = scf.for {v}_j = {v}_c0 to {v}_nj step {v}_c1 iter_args({}) -> ({vts}) {{
+{v}_off = tensor.extract {v}_offs[{v}_j] : tensor<{kk}xindex>
+{v}_w = tensor.extract {wj}[{v}_g, {v}_j] : {wty}
+{v}_b = vector.broadcast {v}_w : {t} to {vt}
+",
+        accs.join(", ")
+    );
+    for (i, p) in px.iter().enumerate() {
+        text += &format!(
+            "{v}_q{i} = arith.addi {v}_off, {p} : index
+{v}_x{i} = vector.transfer_read {xf}[{v}_n, {v}_g, {v}_q{i}], {v}_z {{in_bounds = [true]}} : {xty}, {vt}
+{v}_m{i} = vector.fma {v}_b, {v}_x{i}, {v}_s{i} : {vt}
+"
+        );
+    }
+    let ms: Vec<String> = (0..nv).map(|i| format!("{v}_m{i}")).collect();
+    text += &format!(
+        "scf.yield {} : {vts}
+}}
+",
+        ms.join(", ")
+    );
+    let mut cur = format!("{v}_yd");
+    for (i, ix) in at.iter().enumerate() {
+        text += &format!(
+            "{v}_t{i} = vector.transfer_write {v}_r#{i}, {cur}[{ix}] {{in_bounds = [true]}} : {vt}, {yty}\n"
+        );
+        cur = format!("{v}_t{i}");
+    }
+    text += &format!(
+        "scf.yield {cur} : {yty}\n}}\nscf.yield {v}_y2 : {yty}\n}}\nscf.yield {v}_y1 : {yty}\n}} {{bonsai.kernel = \"depthwise\"}}"
+    );
+    for l in text.lines() {
+        e.line(l);
+    }
+    plane_to_out(e, n, &v, &ys, s.wp)
+}
+
 /// Output pixels of one register block in `sparse_direct`: four 16-lane vectors.
 pub(super) const DIRECT_PIXELS: usize = 64;
 

@@ -4,9 +4,9 @@ use super::elementwise::{map, operands};
 use super::gemv::{int8_gemv, int8_rows, sparse_gemv, GATHER_GEMV_FLOOR};
 use super::int8conv::{int8_conv, int8_conv_of};
 use super::kernels::{
-    conv_init, conv_kernel, gemm_kernel, sparse_conv, sparse_direct, sparse_gemm_batched,
-    KernelConv, SparseConv, CSR_BATCHED_FLOOR, CSR_ROWWISE_FLOOR, DIRECT_PIXELS, KERNEL_LANES,
-    KERNEL_ROWS, SPARSE_CONV_FLOOR,
+    conv_init, conv_kernel, depthwise_kernel, gemm_kernel, sparse_conv, sparse_direct,
+    sparse_gemm_batched, KernelConv, SparseConv, CSR_BATCHED_FLOOR, CSR_ROWWISE_FLOOR,
+    DEPTHWISE_PIXELS, DIRECT_PIXELS, KERNEL_LANES, KERNEL_ROWS, SPARSE_CONV_FLOOR,
 };
 use super::shape::pad_with;
 use super::{scalar, N};
@@ -83,11 +83,21 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
     // register-blocked kernel (`conv_kernel`), over pixels rounded up to whole vectors.
     let blocked =
         e.cpu_kernels && sparse.is_none() && plane && dt == DType::F32 && og % KERNEL_ROWS == 0;
+    // Dense stride-1 depthwise f32 convolutions: `depthwise_kernel`.
+    let depthwise = e.cpu_kernels
+        && sparse.is_none()
+        && !direct
+        && plane
+        && dt == DType::F32
+        && cg == 1
+        && og == 1;
     // Pixels per block of the plane kernels (the plane is rounded up to whole blocks).
     let tile = if direct {
         DIRECT_PIXELS
     } else if blocked {
         KERNEL_LANES
+    } else if depthwise {
+        DEPTHWISE_PIXELS
     } else {
         pixels
     };
@@ -176,6 +186,9 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
     let wg_s = e.reshape(&ws, dt, &w.shape, &wg);
     if blocked {
         return Ok(conv_kernel(e, n, kernel_conv(&wg_s)));
+    }
+    if depthwise {
+        return Ok(depthwise_kernel(e, n, kernel_conv(&wg_s)));
     }
     // The plane form computes every output row at the padded input width `wp` (the extra
     // columns are cut off afterwards), so that output pixel p reads input pixel

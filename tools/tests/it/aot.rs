@@ -142,12 +142,12 @@ assert np.allclose(a, r, rtol=1e-5, atol=1e-5), (a, r)
     python_ok(cmp, &[&jit, &rt, &d.join("ort.npy")]);
 }
 
-/// Run the QDQ model `testdata/small/{name}.onnx` on `x = {input}` (a numpy expression)
-/// from the JIT and the compiled library: both must be bit-identical and within 1e-4 of
-/// onnxruntime without graph optimisations (the ONNX semantics; its fused U8S8 kernels
-/// saturate 16-bit pair sums on full-range weights and moved int8_conv's outputs by up to
-/// 11.5), with outputs above `min_abs`. Returns the CPU-form MLIR text.
-fn qdq_model_matches_onnxruntime(name: &str, input: &str, min_abs: f64) -> String {
+/// Run the model `testdata/small/{name}.onnx` on `x = {input}` (a numpy expression) from
+/// the JIT and the compiled library: both must be bit-identical and within 1e-4 of
+/// onnxruntime without graph optimisations (for QDQ models the ONNX semantics; its fused
+/// U8S8 kernels saturate 16-bit pair sums on full-range weights and moved int8_conv's
+/// outputs by up to 11.5), with outputs above `min_abs`. Returns the CPU-form MLIR text.
+fn small_model_matches_onnxruntime(name: &str, input: &str, min_abs: f64) -> String {
     let d = tempdir(&format!("qdq-{name}"));
     let model = root().join(format!("testdata/small/{name}.onnx"));
     let prep = format!(
@@ -181,7 +181,7 @@ assert np.allclose(a, r, rtol=1e-5, atol=1e-4), np.abs(a - r).max()
 fn int8_convolutions_run_on_integers_and_match_onnxruntime() {
     // Two convolutions on QDQ activations (u8, then i8 with a non-zero zero point) and int8
     // per-channel weights, the second grouped and dilated: both integer kernels.
-    let text = qdq_model_matches_onnxruntime(
+    let text = small_model_matches_onnxruntime(
         "int8_conv",
         "np.random.default_rng(4).uniform(-2.5, 2.8, (2, 6, 9, 11))",
         10.0,
@@ -194,7 +194,7 @@ fn int8_convolutions_run_on_integers_and_match_onnxruntime() {
 fn int8_fc_on_quantised_input_multiplies_integers_and_matches_onnxruntime() {
     // QDQ input (u8, zero point 131) and int8 per-feature weights into a Gemm on 2 rows:
     // `int8_gemv` multiplies i16 inputs by i8 weights.
-    let text = qdq_model_matches_onnxruntime(
+    let text = small_model_matches_onnxruntime(
         "int8_qfc",
         "np.random.default_rng(5).uniform(-4.5, 3.5, (2, 64))",
         1.0,
@@ -207,7 +207,7 @@ fn qdq_pooling_and_asymmetric_fc_run_on_integers_and_match_onnxruntime() {
     // Conv -> Q/DQ -> MaxPool -> Q/DQ -> Flatten -> Q/DQ -> Gemm with u8 weights and a zero
     // point per feature: the pool runs before the quantisation, the repeated Q(DQ) pairs go,
     // and the FC multiplies integers with a per-feature offset.
-    let text = qdq_model_matches_onnxruntime(
+    let text = small_model_matches_onnxruntime(
         "int8_pool",
         "np.random.default_rng(6).uniform(-0.5, 4.5, (2, 4, 8, 8))",
         10.0,
@@ -224,7 +224,7 @@ fn qdq_pooling_and_asymmetric_fc_run_on_integers_and_match_onnxruntime() {
 fn qdq_activation_chains_run_as_tables_and_match_onnxruntime() {
     // HardSwish (HardSigmoid, Mul) and Sigmoid between QDQ pairs, u8 and i8: each chain is a
     // function of one 8-bit tensor and runs as a 256-entry table, folded at compile time.
-    let text = qdq_model_matches_onnxruntime(
+    let text = small_model_matches_onnxruntime(
         "int8_act",
         "np.random.default_rng(8).uniform(-4.5, 4.5, (2, 3, 5, 7))",
         0.5,
@@ -233,6 +233,18 @@ fn qdq_activation_chains_run_as_tables_and_match_onnxruntime() {
         text.matches("bonsai.kernel = \"table\"").count() >= 2,
         "{text}"
     );
+}
+
+#[test]
+fn depthwise_convolutions_keep_accumulators_in_registers_and_match_onnxruntime() {
+    // A 3x3 with bias and a dilated 5x5 without, one channel per group: the `depthwise`
+    // kernel (four 16-pixel accumulators across the taps).
+    let text = small_model_matches_onnxruntime(
+        "depthwise",
+        "np.random.default_rng(9).standard_normal((2, 8, 9, 13))",
+        1.0,
+    );
+    assert_eq!(text.matches("bonsai.kernel = \"depthwise\"").count(), 2);
 }
 
 #[test]
