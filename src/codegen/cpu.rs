@@ -17,11 +17,14 @@ use crate::pass::run_upstream;
 /// steps with floating-point contraction allowed between bufferization and the tail.
 pub const LOWER_TO_LLVM: &str = concat!("builtin.module(", dense_head!(), ",", lower_tail!(), ")");
 
-/// Bufferization for modules without sparse tensors.
+/// Bufferization for modules without sparse tensors. `cse,canonicalize` after it drop the
+/// copies of a slice onto itself that an in-place `extract_slice`/`fill`/`insert_slice`
+/// leaves (the padded planes fill only their borders).
 macro_rules! dense_head {
     () => {
         "func.func(linalg-fuse-elementwise-ops),\
-one-shot-bufferize{bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map}"
+one-shot-bufferize{bufferize-function-boundaries function-boundary-type-conversion=identity-layout-map},\
+func.func(cse,canonicalize)"
     };
 }
 use dense_head;
