@@ -66,6 +66,24 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
             SPARSE_CONV_FLOOR,
         )
     });
+    // Dense strided f32 convolutions with whole blocks of output channels: space to depth,
+    // then the register-blocked stride-1 kernel (`strided_conv`).
+    let undilated = dil.iter().all(|&d| d == 1);
+    let same_stride = strides.iter().all(|&st| st == strides[0]);
+    if e.cpu_kernels
+        && r == 2
+        && !plane
+        && same_stride
+        && undilated
+        && sparse.is_none()
+        && !direct
+        && dt == DType::F32
+        && og % KERNEL_ROWS == 0
+    {
+        if let Some(w) = wconst {
+            return Ok(strided_conv(e, n, w, group, strides[0] as usize));
+        }
+    }
     let mut padded: Vec<usize> = (0..r)
         .map(|i| x.shape[2 + i] + (pads[i] + pads[i + r]) as usize)
         .collect();
@@ -536,4 +554,90 @@ pub(super) fn gemm(e: &mut Emitter, n: &N) -> Result<String> {
         }
         v
     }))
+}
+
+/// A stride-s 2-D convolution as a stride-1 one (space to depth): the padded input's s x s
+/// phases become channels, `xs[n, c*s*s + py*s + px, i, j] = x[n, c, i*s + py, j*s + px]`,
+/// and the kernel `ceil(K/s)` taps on them, `w'[m, c*s*s + py*s + px, i, j] =
+/// w[m, c, i*s + py, j*s + px]` (zero past K). Output pixel (y, x) then reads phase rows
+/// y + i, columns x + j: the register-blocked plane kernel at width `ceil(Wp/s)`.
+fn strided_conv(
+    e: &mut Emitter,
+    n: &N,
+    w: &crate::graph::Tensor,
+    group: usize,
+    s: usize,
+) -> String {
+    let x = n.in_ty(0).clone();
+    let out = n.out_ty(0).clone();
+    let dt = x.dtype;
+    let (nb, c, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
+    let (m, cg, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3]);
+    let og = m / group;
+    let pads = n.ints("pads");
+    let (pt, pl) = (pads[0] as usize, pads[1] as usize);
+    let (hp, wp) = (h + pt + pads[2] as usize, wd + pl + pads[3] as usize);
+    let (k2h, k2w) = (kh.div_ceil(s), kw.div_ceil(s));
+    let (oh, wq) = (out.shape[2], wp.div_ceil(s));
+    // Phase rows: enough for the last pixel block's reach (plane form).
+    let pixels = oh * wq;
+    let reach = pixels.next_multiple_of(KERNEL_LANES) + (k2h - 1) * wq + (k2w - 1);
+    let hq = hp.div_ceil(s).max(reach.div_ceil(wq));
+    let pshape = [nb, c, hq * s, wq * s];
+    let full = [
+        0,
+        0,
+        pt as i64,
+        pl as i64,
+        0,
+        0,
+        (hq * s - h - pt) as i64,
+        (wq * s - wd - pl) as i64,
+    ];
+    let xs = n.input(e, 0);
+    let xp = pad_with(e, &xs, dt, &x.shape, &full, &flit(dt, 0.0), &pshape);
+    let sshape = [nb, c, s, s, hq, wq];
+    let ins = vec![op(
+        xp,
+        dt,
+        &pshape,
+        amap(
+            6,
+            &[
+                d(0),
+                d(1),
+                format!("d4 * {s} + d2"),
+                format!("d5 * {s} + d3"),
+            ],
+        ),
+    )];
+    let sd = map(e, ins, dt, &sshape, |_, a| a[0].clone());
+    let xg = [nb, group, cg * s * s, hq * wq];
+    let xg_s = e.reshape(&sd, dt, &sshape, &xg);
+    let wv = w.to_f64_vec();
+    let mut w2 = vec![0.0f64; m * cg * s * s * k2h * k2w];
+    for mo in 0..m {
+        for ci in 0..cg {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let ch = (ci * s + ky % s) * s + kx % s;
+                    let at = ((mo * cg * s * s + ch) * k2h + ky / s) * k2w + kx / s;
+                    w2[at] = wv[((mo * cg + ci) * kh + ky) * kw + kx];
+                }
+            }
+        }
+    }
+    let wshape = [group, og, cg * s * s, k2h, k2w];
+    let wt = crate::graph::Tensor::from_f64(dt, wshape.to_vec(), &w2);
+    let ws = e.constant(&wt, Some("s2d_weight"));
+    let kc = KernelConv {
+        xg: &xg,
+        xg_s: &xg_s,
+        w: &ws,
+        wshape: &wshape,
+        wp: wq,
+        pixels,
+        dil: &[1, 1],
+    };
+    conv_kernel(e, n, kc)
 }
