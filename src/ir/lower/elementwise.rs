@@ -1,5 +1,6 @@
 //! Elementwise ops as broadcasting `linalg.generic`s.
 
+use super::nn::op;
 use super::{scalar, N};
 use crate::error::Result;
 use crate::graph::{DType, Tensor};
@@ -152,12 +153,7 @@ pub(super) fn quantize_map(
     z: i64,
 ) -> String {
     let f = DType::F32;
-    let ins = vec![Operand {
-        ssa: x.to_string(),
-        ty: tty_of(f, shape),
-        map: bcast_map(shape, shape),
-        elem: f.mlir(),
-    }];
+    let ins = vec![op(x.to_string(), f, shape, bcast_map(shape, shape))];
     map(e, ins, dt, shape, |b, a| {
         let t = f.mlir();
         let sc = scalar::cst(b, f, s as f64);
@@ -188,12 +184,7 @@ pub(super) fn dequantize_map(
     z: i64,
 ) -> String {
     let f = DType::F32;
-    let ins = vec![Operand {
-        ssa: q.to_string(),
-        ty: tty_of(from, shape),
-        map: bcast_map(shape, shape),
-        elem: from.mlir(),
-    }];
+    let ins = vec![op(q.to_string(), from, shape, bcast_map(shape, shape))];
     map(e, ins, f, shape, |b, a| {
         let t = f.mlir();
         let sc = scalar::cst(b, f, s as f64);
