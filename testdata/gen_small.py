@@ -219,14 +219,17 @@ save("depthwise",
      [h.make_tensor_value_info("y", T.FLOAT, [2, 8, 9, 13])],
      [nh.from_array(f32(8, 1, 3, 3), "w1"), nh.from_array(f32(8), "b1"),
       nh.from_array(f32(8, 1, 5, 5), "w2")])
-# Strided convolutions: a 3x3 stride 2 with asymmetric padding on odd sizes, then a 5x5
-# stride 3 in 2 groups. bonsai computes both as stride-1 convolutions on the input's phases
-# (space to depth) with the register-blocked kernel.
+# Strided convolutions: a 3x3 stride 2 with asymmetric padding on odd sizes, a 5x5 stride 3
+# in 2 groups, then a depthwise 3x3 stride 2. bonsai computes them as stride-1 convolutions
+# on the input's phases (space to depth): the register-blocked kernel for the first two, the
+# one-output-channel kernel for the depthwise one.
 save("strided",
      [h.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 0, 1, 1], strides=[2, 2]),
-      h.make_node("Conv", ["c1", "w2"], ["y"], pads=[2, 2, 2, 2], strides=[3, 3], group=2)],
+      h.make_node("Conv", ["c1", "w2"], ["c2"], pads=[2, 2, 2, 2], strides=[3, 3], group=2),
+      h.make_node("Conv", ["c2", "w3", "b3"], ["y"], pads=[1, 1, 1, 1], strides=[2, 2], group=8)],
      [h.make_tensor_value_info("x", T.FLOAT, [2, 4, 17, 15])],
-     [h.make_tensor_value_info("y", T.FLOAT, [2, 8, 3, 3])],
+     [h.make_tensor_value_info("y", T.FLOAT, [2, 8, 2, 2])],
      [nh.from_array(f32(8, 4, 3, 3), "w1"), nh.from_array(f32(8), "b1"),
-      nh.from_array(f32(8, 4, 5, 5), "w2")])
+      nh.from_array(f32(8, 4, 5, 5), "w2"), nh.from_array(f32(8, 1, 3, 3), "w3"),
+      nh.from_array(f32(8), "b3")])
 print("wrote", sorted(os.listdir(D)))

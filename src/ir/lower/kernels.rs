@@ -185,19 +185,21 @@ pub(super) fn block_loops(
 /// Output pixels of one register block in `depthwise_kernel`: four 16-lane vectors.
 pub(super) const DEPTHWISE_PIXELS: usize = 64;
 
-/// Dense stride-1 depthwise convolution (one input and one output channel per group) over
-/// the flattened input plane: for each image, channel and block of 64 output pixels, four
-/// 16-lane accumulators stay in registers across the kernel taps, each tap reading four
-/// input vectors at its offset and one broadcast weight. (The linalg form loads and stores
-/// the output at every tap.)
+/// Dense stride-1 convolution with one output channel per group (depthwise, or a strided
+/// depthwise convolution after space to depth, whose groups then hold s*s phase channels)
+/// over the flattened input plane: for each image, group and block of 64 output pixels, four
+/// 16-lane accumulators stay in registers across the reduction (channels of the group x
+/// kernel taps), each step reading four input vectors at its offset and one broadcast
+/// weight. (The linalg form loads and stores the output at every step.)
 pub(super) fn depthwise_kernel(e: &mut Emitter, n: &N, s: KernelConv) -> String {
     let x = n.in_ty(0).clone();
     let dt = x.dtype;
     let t = dt.mlir();
-    let (nb, group, len) = (s.xg[0], s.xg[1], s.xg[3]);
-    let kk: usize = s.wshape[3..].iter().product();
+    let (nb, group, cg, len) = (s.xg[0], s.xg[1], s.xg[2], s.xg[3]);
+    // Reduction steps: (input channel of the group, tap).
+    let kk: usize = cg * s.wshape[3..].iter().product::<usize>();
     let pp = s.pixels.next_multiple_of(DEPTHWISE_PIXELS);
-    let xf_shape = [nb, group, len];
+    let xf_shape = [nb, group, cg * len];
     let xf = e.reshape(s.xg_s, dt, s.xg, &xf_shape);
     let wj_shape = [group, kk];
     let wj = e.reshape(s.w, dt, s.wshape, &wj_shape);

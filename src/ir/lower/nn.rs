@@ -78,7 +78,7 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
         && sparse.is_none()
         && !direct
         && dt == DType::F32
-        && og % KERNEL_ROWS == 0
+        && (og % KERNEL_ROWS == 0 || og == 1)
     {
         if let Some(w) = wconst {
             return Ok(strided_conv(e, n, w, group, strides[0] as usize));
@@ -102,13 +102,8 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
     let blocked =
         e.cpu_kernels && sparse.is_none() && plane && dt == DType::F32 && og % KERNEL_ROWS == 0;
     // Dense stride-1 depthwise f32 convolutions: `depthwise_kernel`.
-    let depthwise = e.cpu_kernels
-        && sparse.is_none()
-        && !direct
-        && plane
-        && dt == DType::F32
-        && cg == 1
-        && og == 1;
+    let depthwise =
+        e.cpu_kernels && sparse.is_none() && !direct && plane && dt == DType::F32 && og == 1;
     // Pixels per block of the plane kernels (the plane is rounded up to whole blocks).
     let tile = if direct {
         DIRECT_PIXELS
@@ -560,7 +555,8 @@ pub(super) fn gemm(e: &mut Emitter, n: &N) -> Result<String> {
 /// phases become channels, `xs[n, c*s*s + py*s + px, i, j] = x[n, c, i*s + py, j*s + px]`,
 /// and the kernel `ceil(K/s)` taps on them, `w'[m, c*s*s + py*s + px, i, j] =
 /// w[m, c, i*s + py, j*s + px]` (zero past K). Output pixel (y, x) then reads phase rows
-/// y + i, columns x + j: the register-blocked plane kernel at width `ceil(Wp/s)`.
+/// y + i, columns x + j: the register-blocked plane kernel at width `ceil(Wp/s)` (the
+/// one-output-channel kernel for depthwise convolutions).
 fn strided_conv(
     e: &mut Emitter,
     n: &N,
@@ -581,7 +577,12 @@ fn strided_conv(
     let (oh, wq) = (out.shape[2], wp.div_ceil(s));
     // Phase rows: enough for the last pixel block's reach (plane form).
     let pixels = oh * wq;
-    let reach = pixels.next_multiple_of(KERNEL_LANES) + (k2h - 1) * wq + (k2w - 1);
+    let tile = if og == 1 {
+        DEPTHWISE_PIXELS
+    } else {
+        KERNEL_LANES
+    };
+    let reach = pixels.next_multiple_of(tile) + (k2h - 1) * wq + (k2w - 1);
     let hq = hp.div_ceil(s).max(reach.div_ceil(wq));
     let pshape = [nb, c, hq * s, wq * s];
     let full = [
@@ -639,5 +640,8 @@ fn strided_conv(
         pixels,
         dil: &[1, 1],
     };
+    if og == 1 {
+        return depthwise_kernel(e, n, kc);
+    }
     conv_kernel(e, n, kc)
 }

@@ -249,15 +249,17 @@ fn depthwise_convolutions_keep_accumulators_in_registers_and_match_onnxruntime()
 
 #[test]
 fn strided_convolutions_run_on_input_phases_and_match_onnxruntime() {
-    // A 3x3 stride 2 (asymmetric padding, odd sizes) and a grouped 5x5 stride 3: space to
-    // depth, then the register-blocked stride-1 kernel.
+    // A 3x3 stride 2 (asymmetric padding, odd sizes), a grouped 5x5 stride 3 and a depthwise
+    // 3x3 stride 2: space to depth, then the register-blocked stride-1 kernel (the
+    // one-output-channel kernel for the depthwise one).
     let text = small_model_matches_onnxruntime(
         "strided",
         "np.random.default_rng(10).standard_normal((2, 4, 17, 15))",
         1.0,
     );
     assert_eq!(text.matches("bonsai.kernel = \"conv_blocked\"").count(), 2);
-    assert_eq!(text.matches("s2d_weight").count(), 4, "{text}");
+    assert_eq!(text.matches("bonsai.kernel = \"depthwise\"").count(), 1);
+    assert_eq!(text.matches("s2d_weight").count(), 6, "{text}");
 }
 
 #[test]
