@@ -188,7 +188,8 @@ pub(super) fn int8_conv(e: &mut Emitter, n: &N, s: KernelConv, w: Int8Conv) -> S
     let even: Vec<String> = (0..LANES).map(|i| (2 * i).to_string()).collect();
     let odd: Vec<String> = (0..LANES).map(|i| (2 * i + 1).to_string()).collect();
     let (even, odd) = (even.join(", "), odd.join(", "));
-    let (loops, rows) = block_loops(&v, &offs, [nb, group, og, pp], &init, &yty, "f32");
+    let block = [KERNEL_ROWS, KERNEL_LANES];
+    let (loops, rows) = block_loops(&v, &offs, [nb, group, og, pp], block, &init, &yty, "f32");
     let mut text = format!(
         "{v}_c8 = arith.constant {LANES} : index
 {v}_zq = arith.constant 0 : i32

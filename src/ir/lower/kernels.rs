@@ -103,7 +103,8 @@ fn blocked_kernel(
     let xty = tty_of(dt, xf_shape);
     let wty = tty_of(dt, wj_shape);
     let vt = format!("vector<{KERNEL_LANES}x{t}>");
-    let (mut text, rows) = block_loops(&v, offs, [nb, group, og, pp], init, &yty, t);
+    let block = [KERNEL_ROWS, KERNEL_LANES];
+    let (mut text, rows) = block_loops(&v, offs, [nb, group, og, pp], block, init, &yty, t);
     let at: Vec<String> = rows
         .iter()
         .map(|o| format!("{v}_n, {v}_g, {o}, {v}_p"))
@@ -139,26 +140,28 @@ fn blocked_kernel(
 }
 
 /// The opening of a register-blocked plane kernel `{v}`: the reduction steps' input offsets
-/// (`{v}_offs`, `{v}_nj` of them), the loops over images, groups, blocks of
-/// `KERNEL_LANES` output pixels (`{v}_p`) and of `KERNEL_ROWS` output channels (`{v}_o`,
-/// carrying `y` from `init`, `{v}_yd` inside), and the block's row indices (returned).
-/// `dims` = [N, G, Og, P]; `{v}_z` is a zero of type `t`.
+/// (`{v}_offs`, `{v}_nj` of them), the loops over images, groups, blocks of `pixels` output
+/// pixels (`{v}_p`) and of `rows` output channels (`{v}_o`, carrying `y` from `init`,
+/// `{v}_yd` inside), and the block's row indices (returned). `dims` = [N, G, Og, P],
+/// `block` = [rows, pixels]; `{v}_z` is a zero of type `t`. `write_block_and_close` ends it.
 pub(super) fn block_loops(
     v: &str,
     offs: &[String],
     dims: [usize; 4],
+    block: [usize; 2],
     init: &str,
     yty: &str,
     t: &str,
 ) -> (String, Vec<String>) {
     let [nb, group, og, pp] = dims;
+    let [nrows, pixels] = block;
     let nj = offs.len();
     let mut text = format!(
         "{v}_offs = arith.constant dense<[{}]> : tensor<{nj}xindex>
 {v}_c0 = arith.constant 0 : index
 {v}_c1 = arith.constant 1 : index
-{v}_rows = arith.constant {KERNEL_ROWS} : index
-{v}_lanes = arith.constant {KERNEL_LANES} : index
+{v}_rows = arith.constant {nrows} : index
+{v}_lanes = arith.constant {pixels} : index
 {v}_nb = arith.constant {nb} : index
 {v}_ng = arith.constant {group} : index
 {v}_og = arith.constant {og} : index
@@ -172,9 +175,9 @@ pub(super) fn block_loops(
 ",
         offs.join(", ")
     );
-    let rows: Vec<String> = (0..KERNEL_ROWS).map(|i| format!("{v}_o{i}")).collect();
+    let rows: Vec<String> = (0..nrows).map(|i| format!("{v}_o{i}")).collect();
     text += &format!("{v}_o0 = arith.addi {v}_o, {v}_c0 : index\n");
-    for i in 1..KERNEL_ROWS {
+    for i in 1..nrows {
         text += &format!(
             "{v}_k{i} = arith.constant {i} : index\n{v}_o{i} = arith.addi {v}_o, {v}_k{i} : index\n"
         );
@@ -212,22 +215,8 @@ pub(super) fn depthwise_kernel(e: &mut Emitter, n: &N, s: KernelConv) -> String 
     let wty = tty_of(dt, &wj_shape);
     let vt = format!("vector<{KERNEL_LANES}x{t}>");
     let nv = DEPTHWISE_PIXELS / KERNEL_LANES;
-    let mut text = format!(
-        "{v}_offs = arith.constant dense<[{}]> : tensor<{kk}xindex>
-{v}_c0 = arith.constant 0 : index
-{v}_c1 = arith.constant 1 : index
-{v}_blk = arith.constant {DEPTHWISE_PIXELS} : index
-{v}_nb = arith.constant {nb} : index
-{v}_ng = arith.constant {group} : index
-{v}_pp = arith.constant {pp} : index
-{v}_nj = arith.constant {kk} : index
-{v}_z = arith.constant 0.0 : {t}
-{v} = scf.for {v}_n = {v}_c0 to {v}_nb step {v}_c1 iter_args({v}_ya = {init}) -> ({yty}) {{
-{v}_y1 = scf.for {v}_g = {v}_c0 to {v}_ng step {v}_c1 iter_args({v}_yb = {v}_ya) -> ({yty}) {{
-{v}_y2 = scf.for {v}_p = {v}_c0 to {v}_pp step {v}_blk iter_args({v}_yd = {v}_yb) -> ({yty}) {{
-",
-        offs.join(", ")
-    );
+    let block = [1, DEPTHWISE_PIXELS];
+    let (mut text, rows) = block_loops(&v, &offs, ys, block, &init, &yty, t);
     let px: Vec<String> = (0..nv)
         .map(|i| {
             if i == 0 {
@@ -247,7 +236,7 @@ pub(super) fn depthwise_kernel(e: &mut Emitter, n: &N, s: KernelConv) -> String 
     }
     let at: Vec<String> = px
         .iter()
-        .map(|p| format!("{v}_n, {v}_g, {v}_c0, {p}"))
+        .map(|p| format!("{v}_n, {v}_g, {}, {p}", rows[0]))
         .collect();
     text += &read_block(&v, &at, &yty, &vt);
     let accs: Vec<String> = (0..nv).map(|i| format!("{v}_s{i} = {v}_a{i}")).collect();
@@ -275,16 +264,7 @@ pub(super) fn depthwise_kernel(e: &mut Emitter, n: &N, s: KernelConv) -> String 
 ",
         ms.join(", ")
     );
-    let mut cur = format!("{v}_yd");
-    for (i, ix) in at.iter().enumerate() {
-        text += &format!(
-            "{v}_t{i} = vector.transfer_write {v}_r#{i}, {cur}[{ix}] {{in_bounds = [true]}} : {vt}, {yty}\n"
-        );
-        cur = format!("{v}_t{i}");
-    }
-    text += &format!(
-        "scf.yield {cur} : {yty}\n}}\nscf.yield {v}_y2 : {yty}\n}}\nscf.yield {v}_y1 : {yty}\n}} {{bonsai.kernel = \"depthwise\"}}"
-    );
+    text += &write_block_and_close(&v, &at, &yty, &vt, "depthwise");
     for l in text.lines() {
         e.line(l);
     }

@@ -98,6 +98,7 @@ fn chain(n: &N) -> Option<(ValueId, Vec<NodeIndex>)> {
     let g = n.g;
     let shape = &n.out_ty(0).shape;
     let root = g.values[n.node.outputs[0]].producer?;
+    let order = g.topo_order().ok()?;
     let mut inside: HashSet<NodeIndex> = HashSet::from([root]);
     // Sources: 8-bit run-time inputs of DequantizeLinear nodes in the chain. While there are
     // several, the one produced last is expanded through its producer.
@@ -136,7 +137,6 @@ fn chain(n: &N) -> Option<(ValueId, Vec<NodeIndex>)> {
         }
         if sources.len() == 1 {
             let src = *sources.iter().next()?;
-            let order = g.topo_order().ok()?;
             let nodes: Vec<NodeIndex> = order.into_iter().filter(|ix| seen.contains(ix)).collect();
             let costly = nodes
                 .iter()
@@ -144,7 +144,6 @@ fn chain(n: &N) -> Option<(ValueId, Vec<NodeIndex>)> {
             return costly.then_some((src, nodes));
         }
         // Expand the source produced last (the others may lie upstream of it).
-        let order = g.topo_order().ok()?;
         let pos: HashMap<NodeIndex, usize> =
             order.iter().enumerate().map(|(i, &x)| (x, i)).collect();
         let last = sources
