@@ -4,9 +4,9 @@ use super::elementwise::{map, operands};
 use super::gemv::{int8_gemv, int8_rows, sparse_gemv, GATHER_GEMV_FLOOR};
 use super::int8conv::{int8_conv, int8_conv_of};
 use super::kernels::{
-    conv_init, conv_kernel, depthwise_kernel, gemm_kernel, sparse_conv, sparse_direct,
-    sparse_gemm_batched, KernelConv, SparseConv, CSR_BATCHED_FLOOR, CSR_ROWWISE_FLOOR,
-    DEPTHWISE_PIXELS, DIRECT_PIXELS, KERNEL_LANES, KERNEL_ROWS, SPARSE_CONV_FLOOR,
+    conv_init, conv_kernel, depthwise_kernel, direct_pixels, gemm_kernel, sparse_conv,
+    sparse_direct, sparse_gemm_batched, KernelConv, SparseConv, CSR_BATCHED_FLOOR,
+    CSR_ROWWISE_FLOOR, DEPTHWISE_PIXELS, KERNEL_LANES, KERNEL_ROWS, SPARSE_CONV_FLOOR,
 };
 use super::shape::pad_with;
 use super::{scalar, N};
@@ -106,7 +106,7 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
         e.cpu_kernels && sparse.is_none() && !direct && plane && dt == DType::F32 && og == 1;
     // Pixels per block of the plane kernels (the plane is rounded up to whole blocks).
     let tile = if direct {
-        DIRECT_PIXELS
+        direct_pixels(pixels)
     } else if blocked {
         KERNEL_LANES
     } else if depthwise {
