@@ -95,6 +95,7 @@ pub fn lower_to_llvm(mlir: &Mlir, module: &mut Module, sparse: bool) -> Result<(
     run_upstream(mlir, module, head)?;
     allow_contraction(mlir, module);
     run_upstream(mlir, module, concat!("builtin.module(", dealloc!(), ")"))?;
+    early_deallocs(module);
     super::gpu_math::define_math(mlir, module)?;
     run_upstream(
         mlir,
@@ -291,6 +292,95 @@ unsafe fn collect_names(op: mlir_sys::MlirOperation, out: &mut Vec<String>) {
                     o = mlirOperationGetNextInBlock(o);
                 }
                 block = mlirBlockGetNextInRegion(block);
+            }
+        }
+    }
+}
+
+/// Move every `memref.dealloc` up to just after the last use of its buffer.
+///
+/// MLIR's ownership-based deallocation frees a block's buffers at the end of that block, so
+/// in a model's straight-line `main` every intermediate lived until the return: ppocr at
+/// batch 64 peaked at 700 MB resident and spent most of its time faulting in fresh pages.
+/// A dealloc moves to after the last op of its block that uses the buffer or an alias of
+/// it: a memref or tensor result of any op that uses it (views, casts, loops carrying it),
+/// the results of any op enclosing such a use (a loop may yield a view it made inside), and
+/// the results of ops that take its address.
+fn early_deallocs(module: &mut Module) {
+    use crate::ir::capi::{ops_named, string};
+    use mlir_sys::*;
+    // SAFETY: the module is live while we hold it mutably; handles come from its ops.
+    unsafe {
+        let mut deallocs = Vec::new();
+        ops_named(
+            module.as_operation().to_raw(),
+            "memref.dealloc",
+            &mut deallocs,
+        );
+        for d in deallocs {
+            let block = mlirOperationGetBlock(d);
+            // The ancestor of `op` that sits in `block`, if any.
+            let in_block = |mut op: MlirOperation| -> Option<MlirOperation> {
+                while !op.ptr.is_null() {
+                    if mlirOperationGetBlock(op).ptr == block.ptr {
+                        return Some(op);
+                    }
+                    op = mlirOperationGetParentOperation(op);
+                }
+                None
+            };
+            let aliasing = |v: MlirValue| {
+                let t = mlirValueGetType(v);
+                mlirTypeIsAMemRef(t) || mlirTypeIsARankedTensor(t) || mlirTypeIsAUnrankedMemRef(t)
+            };
+            let mut work = vec![mlirOperationGetOperand(d, 0)];
+            let mut seen: Vec<MlirValue> = Vec::new();
+            let mut last: Option<MlirOperation> = None;
+            let mut escapes = false;
+            while let Some(v) = work.pop() {
+                if seen.iter().any(|&s| mlirValueEqual(s, v)) {
+                    continue;
+                }
+                seen.push(v);
+                let mut u = mlirValueGetFirstUse(v);
+                while !mlirOpOperandIsNull(u) {
+                    let user = mlirOpOperandGetOwner(u);
+                    u = mlirOpOperandGetNextUse(u);
+                    if mlirOperationEqual(user, d) {
+                        continue;
+                    }
+                    let Some(top) = in_block(user) else {
+                        escapes = true;
+                        continue;
+                    };
+                    if last.is_none_or(|l| mlirOperationIsBeforeInBlock(l, top)) {
+                        last = Some(top);
+                    }
+                    let name = string(mlirIdentifierStr(mlirOperationGetName(user)));
+                    let address = name.contains("pointer") || name.contains("metadata");
+                    // The user and every op enclosing it up to the block may pass it on.
+                    let mut op = user;
+                    loop {
+                        for r in 0..mlirOperationGetNumResults(op) {
+                            let res = mlirOperationGetResult(op, r);
+                            if address || aliasing(res) {
+                                work.push(res);
+                            }
+                        }
+                        if mlirOperationEqual(op, top) {
+                            break;
+                        }
+                        op = mlirOperationGetParentOperation(op);
+                    }
+                }
+            }
+            if escapes {
+                continue;
+            }
+            if let Some(l) = last {
+                if mlirOperationIsBeforeInBlock(l, d) {
+                    mlirOperationMoveAfter(d, l);
+                }
             }
         }
     }
@@ -505,6 +595,43 @@ func.func @main(%x: tensor<14x14xf32>) -> (tensor<14x14xf32>, tensor<14xf32>) {
         assert!(
             !out.contains("llvm.loop_annotation ="),
             "left a discardable copy: {out}"
+        );
+    }
+
+    /// A buffer is freed right after its last use through any alias (a loop carrying it, a
+    /// view of the loop's result), not at the end of the function.
+    #[test]
+    fn deallocs_move_up_to_the_last_use_through_aliases() {
+        let mlir = Mlir::new();
+        let text = "
+func.func @f(%x: memref<4xf32>, %out: memref<4xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c2 = arith.constant 2 : index
+  %a = memref.alloc() : memref<4xf32>
+  memref.copy %x, %a : memref<4xf32> to memref<4xf32>
+  %r = scf.for %i = %c0 to %c2 step %c1 iter_args(%acc = %a) -> (memref<4xf32>) {
+    scf.yield %acc : memref<4xf32>
+  }
+  %v = memref.subview %r[1] [2] [1] : memref<4xf32> to memref<2xf32, strided<[1], offset: 1>>
+  %e = memref.load %v[%c0] : memref<2xf32, strided<[1], offset: 1>>
+  %b = memref.alloc() : memref<4xf32>
+  memref.store %e, %b[%c0] : memref<4xf32>
+  memref.copy %b, %out : memref<4xf32> to memref<4xf32>
+  memref.dealloc %a : memref<4xf32>
+  memref.dealloc %b : memref<4xf32>
+  return
+}";
+        let mut m = mlir.parse(text).expect("parses");
+        early_deallocs(&mut m);
+        let out = m.as_operation().to_string();
+        let at = |s: &str| out.find(s).unwrap_or_else(|| panic!("no {s} in {out}"));
+        let first_free = at("memref.dealloc %alloc :");
+        assert!(at("memref.load") < first_free, "{out}");
+        assert!(first_free < at("%alloc_0 = memref.alloc"), "{out}");
+        assert!(
+            at("memref.copy %alloc_0") < at("memref.dealloc %alloc_0"),
+            "{out}"
         );
     }
 }
