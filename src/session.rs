@@ -121,8 +121,8 @@ impl Compiled {
         })
     }
 
-    /// Run with inputs by name; every graph input must be given, with its bound shape.
-    pub fn run_named(&self, inputs: &BTreeMap<String, Tensor>) -> Result<Vec<(String, Tensor)>> {
+    /// `inputs` in graph input order; every graph input must be given, with its bound shape.
+    fn ordered<'a>(&self, inputs: &'a BTreeMap<String, Tensor>) -> Result<Vec<&'a Tensor>> {
         let names = self.graph.input_names();
         for k in inputs.keys() {
             if !names.contains(k) {
@@ -154,8 +154,24 @@ impl Compiled {
             }
             ordered.push(t);
         }
+        Ok(ordered)
+    }
+
+    /// Run with inputs by name; every graph input must be given, with its bound shape.
+    pub fn run_named(&self, inputs: &BTreeMap<String, Tensor>) -> Result<Vec<(String, Tensor)>> {
+        let ordered = self.ordered(inputs)?;
         let outs = self.jit.run(&ordered)?;
         Ok(self.graph.output_names().into_iter().zip(outs).collect())
+    }
+
+    /// Times in microseconds of `runs` calls after `warmup` (see [`Jit::time`]).
+    pub fn time_named(
+        &self,
+        inputs: &BTreeMap<String, Tensor>,
+        warmup: usize,
+        runs: usize,
+    ) -> Result<Vec<f64>> {
+        self.jit.time(&self.ordered(inputs)?, warmup, runs)
     }
 }
 

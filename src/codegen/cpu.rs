@@ -473,8 +473,9 @@ impl Buffer {
 }
 
 impl Jit {
-    /// Run on `inputs` (in graph input order); shapes and dtypes must match exactly.
-    pub fn run(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+    /// Check `inputs` against the compiled signature and copy each into a fresh 64-byte
+    /// aligned buffer (the compiled code may use its arguments' buffers as scratch).
+    fn input_buffers(&self, inputs: &[&Tensor]) -> Result<Vec<(Buffer, usize)>> {
         if inputs.len() != self.inputs.len() {
             return Err(Error::input(
                 "<inputs>",
@@ -486,7 +487,6 @@ impl Jit {
             ));
         }
         let mut bufs = Vec::new();
-        let mut descs = Vec::new();
         for (i, (t, ty)) in inputs.iter().zip(&self.inputs).enumerate() {
             if t.dtype() != ty.dtype || t.shape != ty.shape {
                 return Err(Error::input(
@@ -494,14 +494,83 @@ impl Jit {
                     format!("got {}[{:?}], compiled for {ty}", t.dtype(), t.shape),
                 ));
             }
-            // A copy: the compiled code may use its arguments' buffers as scratch.
-            let b = t.to_le_bytes();
+            let owned;
+            let b: &[u8] = match t.raw_bytes() {
+                Some(b) if cfg!(target_endian = "little") => b,
+                _ => {
+                    owned = t.to_le_bytes();
+                    &owned
+                }
+            };
             let mut buf = Buffer::zeroed(b.len());
             // SAFETY: buffer holds at least b.len() bytes.
             unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), buf.ptr(), b.len()) };
-            descs.push(Memref::new(buf.ptr(), &t.shape));
-            bufs.push(buf);
+            bufs.push((buf, b.len()));
         }
+        Ok(bufs)
+    }
+
+    /// Call the compiled entry with one descriptor per input and output buffer.
+    ///
+    /// # Safety
+    /// The buffers must match the compiled signature (sizes from `self.inputs` /
+    /// `self.outputs`) and stay alive across the call.
+    unsafe fn invoke(&self, descs: &mut [Memref]) -> Result<()> {
+        let mut ptrs: Vec<*mut i64> = descs.iter_mut().map(|d| d.words.as_mut_ptr()).collect();
+        let mut args: Vec<*mut ()> = ptrs
+            .iter_mut()
+            .map(|p| p as *mut *mut i64 as *mut ())
+            .collect();
+        // SAFETY: per the caller; the C API prefixes `_mlir_ciface_` to the plain name.
+        unsafe { self.engine.invoke_packed("main", &mut args) }
+            .map_err(|e| Error::Mlir(format!("invocation failed: {e}")))
+    }
+
+    /// Time `runs` calls on `inputs` after `warmup` untimed ones, in microseconds: only the
+    /// compiled code, as `bonsai-rt --runs` times the library. Buffers are prepared once;
+    /// before each call the inputs are restored from a pristine copy, outside the timing.
+    pub fn time(&self, inputs: &[&Tensor], warmup: usize, runs: usize) -> Result<Vec<f64>> {
+        let pristine = self.input_buffers(inputs)?;
+        let mut work = self.input_buffers(inputs)?;
+        let mut outs: Vec<Buffer> = self
+            .outputs
+            .iter()
+            .map(|ty| Buffer::zeroed(ty.numel() * ty.dtype.size()))
+            .collect();
+        let mut descs: Vec<Memref> = work
+            .iter_mut()
+            .zip(inputs)
+            .map(|((b, _), t)| Memref::new(b.ptr(), &t.shape))
+            .collect();
+        descs.extend(
+            outs.iter_mut()
+                .zip(&self.outputs)
+                .map(|(b, ty)| Memref::new(b.ptr(), &ty.shape)),
+        );
+        let mut times = Vec::with_capacity(runs);
+        for i in 0..warmup + runs {
+            for ((w, n), (p, _)) in work.iter_mut().zip(&pristine) {
+                // SAFETY: both buffers hold n bytes.
+                unsafe { std::ptr::copy_nonoverlapping(p.0.as_ptr() as *const u8, w.ptr(), *n) };
+            }
+            let t0 = std::time::Instant::now();
+            // SAFETY: descriptors over buffers sized from the signature, alive until the end.
+            unsafe { self.invoke(&mut descs)? };
+            if i >= warmup {
+                times.push(t0.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        Ok(times)
+    }
+
+    /// Run on `inputs` (in graph input order); shapes and dtypes must match exactly.
+    pub fn run(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+        let mut bufs = self.input_buffers(inputs)?;
+        let mut descs: Vec<Memref> = bufs
+            .iter_mut()
+            .zip(inputs)
+            .map(|((b, _), t)| Memref::new(b.ptr(), &t.shape))
+            .collect();
         // Outputs are written straight into the result tensors (booleans through a buffer).
         let mut outs: Vec<(Tensor, Option<Buffer>)> = Vec::new();
         for ty in &self.outputs {
@@ -516,16 +585,9 @@ impl Jit {
             descs.push(Memref::new(ptr, &ty.shape));
             outs.push((t, buf));
         }
-        let mut ptrs: Vec<*mut i64> = descs.iter_mut().map(|d| d.words.as_mut_ptr()).collect();
-        let mut args: Vec<*mut ()> = ptrs
-            .iter_mut()
-            .map(|p| p as *mut *mut i64 as *mut ())
-            .collect();
-        // SAFETY: each argument points to a descriptor pointer whose buffers outlive the call and
-        // match the compiled signature (checked above).
-        // (the C API prefixes `_mlir_ciface_` to the plain name)
-        unsafe { self.engine.invoke_packed("main", &mut args) }
-            .map_err(|e| Error::Mlir(format!("invocation failed: {e}")))?;
+        // SAFETY: descriptors over buffers that match the compiled signature (checked above)
+        // and outlive the call.
+        unsafe { self.invoke(&mut descs)? };
         drop(bufs);
         Ok(outs
             .into_iter()

@@ -190,6 +190,24 @@ impl Tensor {
         self.data.len() == 0
     }
 
+    /// The elements' bytes in place (host byte order): what compiled code reads, without a
+    /// per-element conversion. `None` for booleans (stored as Rust `bool`).
+    pub fn raw_bytes(&self) -> Option<&[u8]> {
+        fn bytes<T>(v: &[T]) -> &[u8] {
+            // SAFETY: plain-old-data elements viewed as bytes, same lifetime and length.
+            unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
+        }
+        Some(match &self.data {
+            Data::F32(v) => bytes(v),
+            Data::F64(v) => bytes(v),
+            Data::I64(v) => bytes(v),
+            Data::I32(v) => bytes(v),
+            Data::I8(v) => bytes(v),
+            Data::U8(v) => v.as_slice(),
+            Data::Bool(_) => return None,
+        })
+    }
+
     /// The elements' bytes in place (host byte order), for handing buffers to compiled code
     /// without a conversion. `None` for booleans, whose in-memory values compiled code must
     /// not be trusted to keep at 0/1.
