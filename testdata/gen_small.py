@@ -232,4 +232,28 @@ save("strided",
      [nh.from_array(f32(8, 4, 3, 3), "w1"), nh.from_array(f32(8), "b1"),
       nh.from_array(f32(8, 4, 5, 5), "w2"), nh.from_array(f32(8, 1, 3, 3), "w3"),
       nh.from_array(f32(8), "b3")])
+# Convolutions followed by BatchNormalization: the first two (one grouped, without bias)
+# fold into their convolution in native code; the third's output is also read by an Add, so
+# its BatchNormalization stays a separate map.
+def bn(name, c):
+    return [nh.from_array(rng.uniform(0.5, 1.5, c).astype(np.float32), name + "_g"),
+            nh.from_array(f32(c), name + "_b"), nh.from_array(f32(c), name + "_m"),
+            nh.from_array(rng.uniform(0.2, 2.0, c).astype(np.float32), name + "_v")]
+
+
+def bn_node(name, x, y):
+    return h.make_node("BatchNormalization", [x] + [name + s for s in ("_g", "_b", "_m", "_v")], [y],
+                       epsilon=1e-3)
+
+
+save("conv_bn",
+     [h.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]), bn_node("bn1", "c1", "n1"),
+      h.make_node("Relu", ["n1"], ["r1"]),
+      h.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], group=2), bn_node("bn2", "c2", "n2"),
+      h.make_node("Conv", ["r1", "w3"], ["c3"]), bn_node("bn3", "c3", "n3"),
+      h.make_node("Add", ["n3", "c3"], ["a3"]), h.make_node("Add", ["n2", "a3"], ["y"])],
+     [h.make_tensor_value_info("x", T.FLOAT, [2, 4, 9, 11])],
+     [h.make_tensor_value_info("y", T.FLOAT, [2, 8, 9, 11])],
+     [nh.from_array(f32(8, 4, 3, 3), "w1"), nh.from_array(f32(8), "b1"), nh.from_array(f32(8, 4, 3, 3), "w2"),
+      nh.from_array(f32(8, 8, 1, 1), "w3")] + bn("bn1", 8) + bn("bn2", 8) + bn("bn3", 8))
 print("wrote", sorted(os.listdir(D)))

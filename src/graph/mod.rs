@@ -7,6 +7,7 @@
 pub mod attrs;
 pub mod channels;
 pub mod fold;
+pub mod fuse;
 pub mod infer;
 pub mod ops;
 pub mod tensor;

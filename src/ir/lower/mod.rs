@@ -87,6 +87,17 @@ pub fn int8_weights(text: &str) -> usize {
 }
 
 pub fn lower_with(g: &Graph, opts: &Options) -> Result<String> {
+    // Native code folds BatchNormalization into the preceding convolutions; the compression
+    // passes (plain form) keep the model's layers as they are.
+    let folded;
+    let g = if opts.cpu_kernels {
+        let mut f = g.clone();
+        crate::graph::fuse::fold_batchnorms(&mut f);
+        folded = f;
+        &folded
+    } else {
+        g
+    };
     let mut e = Emitter::new(g);
     e.sparse_min = opts.sparse_min;
     e.cpu_kernels = opts.cpu_kernels;

@@ -263,6 +263,24 @@ fn strided_convolutions_run_on_input_phases_and_match_onnxruntime() {
 }
 
 #[test]
+fn batchnorms_fold_into_their_convolutions_and_match_onnxruntime() {
+    // conv_bn: two Conv -> BatchNormalization pairs (one grouped, without bias) fold into the
+    // convolution's weight and bias; a third conv's output is also read by an Add, so its
+    // BatchNormalization stays a map.
+    let text = small_model_matches_onnxruntime(
+        "conv_bn",
+        "np.random.default_rng(11).standard_normal((2, 4, 9, 11))",
+        1.0,
+    );
+    // The folded convolutions carry a new bias; the third keeps none and its
+    // BatchNormalization's scale and shift stay constants of a map.
+    assert!(text.contains("bonsai.bias = \"w1.bias\""), "{text}");
+    assert!(text.contains("bonsai.bias = \"w2.bias\""), "{text}");
+    assert!(!text.contains("w3.bias"), "{text}");
+    assert_eq!(text.matches("]> : tensor<8xf32>").count(), 2, "{text}");
+}
+
+#[test]
 fn kernel_bench_times_dense_and_csr_in_one_run() {
     let d = tempdir("kbench");
     let svg = d.join("k.svg");
