@@ -256,4 +256,15 @@ save("conv_bn",
      [h.make_tensor_value_info("y", T.FLOAT, [2, 8, 9, 11])],
      [nh.from_array(f32(8, 4, 3, 3), "w1"), nh.from_array(f32(8), "b1"), nh.from_array(f32(8, 4, 3, 3), "w2"),
       nh.from_array(f32(8, 8, 1, 1), "w3")] + bn("bn1", 8) + bn("bn2", 8) + bn("bn3", 8))
+# A squeeze-and-excitation block: 1x1 convolutions on the pooled 1x1 plane, which native
+# code runs as matrix-vector products (Gemm), then the gate times the input.
+save("se_block",
+     [h.make_node("GlobalAveragePool", ["x"], ["p"]),
+      h.make_node("Conv", ["p", "sw1", "sb1"], ["s1"]), h.make_node("Relu", ["s1"], ["r"]),
+      h.make_node("Conv", ["r", "sw2"], ["s2"]), h.make_node("HardSigmoid", ["s2"], ["gate"]),
+      h.make_node("Mul", ["x", "gate"], ["y"])],
+     [h.make_tensor_value_info("x", T.FLOAT, [2, 8, 5, 5])],
+     [h.make_tensor_value_info("y", T.FLOAT, [2, 8, 5, 5])],
+     [nh.from_array(f32(4, 8, 1, 1), "sw1"), nh.from_array(f32(4), "sb1"),
+      nh.from_array(f32(8, 4, 1, 1), "sw2")])
 print("wrote", sorted(os.listdir(D)))

@@ -106,3 +106,95 @@ pub fn fold_batchnorms(g: &mut Graph) -> usize {
     }
     folded
 }
+
+/// Rewrite every 1x1 Conv over a 1x1 input plane (the squeeze-and-excitation layers and
+/// classifier heads of mobile CNNs) as `Flatten -> Gemm(transB) -> reshape`, so that it runs
+/// as a matrix-vector product instead of a convolution kernel whose smallest pixel block is
+/// 16 wide (15 of 16 lanes wasted). Only group 1, no padding, a constant 4-D weight. The Conv
+/// node becomes the final reshape (keeping its readers), the Gemm keeps its name and weight
+/// name. Returns how many were rewritten.
+pub fn convs_on_single_pixels_to_gemm(g: &mut Graph) -> usize {
+    use super::{Attr, Attrs, Node, TensorType};
+    let mut done = 0;
+    let convs: Vec<_> = g
+        .nodes
+        .node_indices()
+        .filter(|&ix| g.nodes[ix].op == "Conv")
+        .collect();
+    for ix in convs {
+        let c = &g.nodes[ix];
+        let (Some(x), Some(w)) = (c.inputs[0], c.inputs.get(1).copied().flatten()) else {
+            continue;
+        };
+        let (Some(xt), Some(wt)) = (g.ty(x), g.konst(w)) else {
+            continue;
+        };
+        let y = c.outputs[0];
+        let Some(ynumel) = g.ty(y).map(|t| t.numel()) else {
+            continue;
+        };
+        let pads_zero = c
+            .attrs
+            .ints("pads")
+            .is_none_or(|p| p.iter().all(|&v| v == 0));
+        if c.attrs.int_or("group", 1) != 1
+            || !pads_zero
+            || xt.rank() != 4
+            || xt.shape[2..].iter().product::<usize>() != 1
+            || wt.shape.len() != 4
+            || wt.shape[2..].iter().product::<usize>() != 1
+            || !xt.dtype.is_float()
+        {
+            continue;
+        }
+        let (nb, cin, m) = (xt.shape[0], xt.shape[1], wt.shape[0]);
+        let dt = xt.dtype;
+        let w2t = wt.reshaped(vec![m, cin]);
+        if ynumel != nb * m {
+            continue;
+        }
+        let (name, wname, bias) = (
+            c.name.clone(),
+            g.values[w].name.clone(),
+            c.inputs.get(2).copied().flatten(),
+        );
+        let w2 = g.add_const(wname, w2t);
+        let xf = g.add_value(format!("{name}.flat"));
+        g.values[xf].ty = Some(TensorType::new(dt, vec![nb, cin]));
+        let yf = g.add_value(format!("{name}.gemm"));
+        g.values[yf].ty = Some(TensorType::new(dt, vec![nb, m]));
+        // The conv's incoming edges go: it now reads the Gemm's result.
+        let incoming: Vec<_> = g
+            .nodes
+            .edges_directed(ix, petgraph::Direction::Incoming)
+            .map(|e| e.id())
+            .collect();
+        for e in incoming {
+            g.nodes.remove_edge(e);
+        }
+        let node = g.nodes.node_weight_mut(ix).expect("conv");
+        node.op = "Flatten".into();
+        node.inputs = vec![Some(yf)];
+        node.attrs = Attrs::default();
+        node.name = format!("{name}.reshape");
+        g.add_node(Node {
+            name: format!("{name}.flatten"),
+            op: "Flatten".into(),
+            inputs: vec![Some(x)],
+            outputs: vec![xf],
+            attrs: Attrs::default(),
+        });
+        let mut attrs = Attrs::default();
+        attrs.set("transB", Attr::Int(1));
+        let gemm = g.add_node(Node {
+            name,
+            op: "Gemm".into(),
+            inputs: vec![Some(xf), Some(w2), bias],
+            outputs: vec![yf],
+            attrs,
+        });
+        g.nodes.add_edge(gemm, ix, yf);
+        done += 1;
+    }
+    done
+}

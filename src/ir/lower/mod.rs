@@ -87,12 +87,14 @@ pub fn int8_weights(text: &str) -> usize {
 }
 
 pub fn lower_with(g: &Graph, opts: &Options) -> Result<String> {
-    // Native code folds BatchNormalization into the preceding convolutions; the compression
-    // passes (plain form) keep the model's layers as they are.
+    // Native code folds BatchNormalization into the preceding convolutions and runs 1x1
+    // convolutions of single pixels as matrix-vector products; the compression passes
+    // (plain form) keep the model's layers as they are.
     let folded;
     let g = if opts.cpu_kernels {
         let mut f = g.clone();
         crate::graph::fuse::fold_batchnorms(&mut f);
+        crate::graph::fuse::convs_on_single_pixels_to_gemm(&mut f);
         folded = f;
         &folded
     } else {

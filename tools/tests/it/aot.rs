@@ -281,6 +281,28 @@ fn batchnorms_fold_into_their_convolutions_and_match_onnxruntime() {
 }
 
 #[test]
+fn single_pixel_convolutions_run_as_matrix_vector_products_and_match_onnxruntime() {
+    // se_block: two 1x1 convolutions on a pooled 1x1 plane (with and without bias) become
+    // Gemms in native code; the plain form keeps the convolutions.
+    let text = small_model_matches_onnxruntime(
+        "se_block",
+        "(np.random.default_rng(12).standard_normal((2, 8, 5, 5)) * 3)",
+        1.0,
+    );
+    assert_eq!(text.matches("bonsai.kind = \"gemm\"").count(), 2, "{text}");
+    assert!(!text.contains("bonsai.kind = \"conv\""), "{text}");
+    let plain = String::from_utf8_lossy(
+        &bonsai_ok(&["import", s(&root().join("testdata/small/se_block.onnx"))]).stdout,
+    )
+    .to_string();
+    assert_eq!(
+        plain.matches("bonsai.kind = \"conv\"").count(),
+        2,
+        "{plain}"
+    );
+}
+
+#[test]
 fn kernel_bench_times_dense_and_csr_in_one_run() {
     let d = tempdir("kbench");
     let svg = d.join("k.svg");
