@@ -37,9 +37,27 @@ pub(super) struct KernelConv<'a> {
     pub(super) wp: usize,
     pub(super) pixels: usize,
     pub(super) dil: &'a [i64],
+    /// Only these reduction steps (indices in the full (c, k...) order) run, and `w` is then
+    /// the weight of those steps only, `[G, Og, steps]` (`wshape` still describes the full
+    /// one). Strided convolutions drop the taps that space to depth leaves zero for every
+    /// channel.
+    pub(super) steps: Option<&'a [usize]>,
 }
 
 impl KernelConv<'_> {
+    /// The reduction steps that run, and the weight as `[G, Og, steps]`.
+    fn steps_and_weight(&self, e: &mut Emitter, dt: DType) -> (Vec<usize>, String) {
+        let (group, og, cg) = (self.xg[1], self.wshape[1], self.xg[2]);
+        let all = cg * self.wshape[3..].iter().product::<usize>();
+        match self.steps {
+            Some(st) => (st.to_vec(), self.w.to_string()),
+            None => {
+                let w = e.reshape(self.w, dt, self.wshape, &[group, og, all]);
+                ((0..all).collect(), w)
+            }
+        }
+    }
+
     /// Offset in the flattened input plane of reduction step `j` = (channel, kernel tap) of
     /// a group: c*len + sum k_i*dil_i*(row stride), `len` being one channel's plane.
     pub(super) fn step_offset(&self, j: usize) -> usize {
@@ -66,16 +84,16 @@ pub(super) fn conv_kernel(e: &mut Emitter, n: &N, s: KernelConv) -> String {
     let dt = x.dtype;
     let (nb, group, cg, len) = (s.xg[0], s.xg[1], s.xg[2], s.xg[3]);
     let og = s.wshape[1];
-    let ks = &s.wshape[3..];
-    let kk: usize = ks.iter().product();
-    let j = cg * kk;
     let pp = s.pixels.next_multiple_of(KERNEL_LANES);
     let xf_shape = [nb, group, cg * len];
     let xf = e.reshape(s.xg_s, dt, s.xg, &xf_shape);
-    let wj_shape = [group, og, j];
-    let wj = e.reshape(s.w, dt, s.wshape, &wj_shape);
+    let (steps, wj) = s.steps_and_weight(e, dt);
+    let wj_shape = [group, og, steps.len()];
     // Input offset of each reduction step (c, k...).
-    let offs: Vec<String> = (0..j).map(|jj| s.step_offset(jj).to_string()).collect();
+    let offs: Vec<String> = steps
+        .iter()
+        .map(|&jj| s.step_offset(jj).to_string())
+        .collect();
     let ys = [nb, group, og, pp];
     let init = conv_init(e, n, dt, &ys);
     let v = blocked_kernel(e, dt, (&xf, &xf_shape), (&wj, &wj_shape), &offs, &init, &ys);
@@ -200,13 +218,17 @@ pub(super) fn depthwise_kernel(e: &mut Emitter, n: &N, s: KernelConv) -> String 
     let t = dt.mlir();
     let (nb, group, cg, len) = (s.xg[0], s.xg[1], s.xg[2], s.xg[3]);
     // Reduction steps: (input channel of the group, tap).
-    let kk: usize = cg * s.wshape[3..].iter().product::<usize>();
     let pp = s.pixels.next_multiple_of(DEPTHWISE_PIXELS);
     let xf_shape = [nb, group, cg * len];
     let xf = e.reshape(s.xg_s, dt, s.xg, &xf_shape);
+    let (steps, w3) = s.steps_and_weight(e, dt);
+    let kk = steps.len();
     let wj_shape = [group, kk];
-    let wj = e.reshape(s.w, dt, s.wshape, &wj_shape);
-    let offs: Vec<String> = (0..kk).map(|j| s.step_offset(j).to_string()).collect();
+    let wj = e.reshape(&w3, dt, &[group, 1, kk], &wj_shape);
+    let offs: Vec<String> = steps
+        .iter()
+        .map(|&j| s.step_offset(j).to_string())
+        .collect();
     let ys = [nb, group, 1, pp];
     let init = conv_init(e, n, dt, &ys);
     let v = e.fresh();

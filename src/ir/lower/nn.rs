@@ -161,6 +161,7 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
         wp,
         pixels,
         dil: &dil,
+        steps: None,
     };
     if direct {
         return Ok(sparse_direct(
@@ -629,7 +630,24 @@ fn strided_conv(
         }
     }
     let wshape = [group, og, cg * s * s, k2h, k2w];
-    let wt = crate::graph::Tensor::from_f64(dt, wshape.to_vec(), &w2);
+    // Steps (phase channel, tap) that hold a kernel tap: the others are zero for every
+    // output channel (a 3x3 stride 2 has 9 of 16) and are not run.
+    let nj = cg * s * s * k2h * k2w;
+    let mut used = vec![false; nj];
+    for ci in 0..cg {
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let ch = (ci * s + ky % s) * s + kx % s;
+                used[(ch * k2h + ky / s) * k2w + kx / s] = true;
+            }
+        }
+    }
+    let steps: Vec<usize> = (0..nj).filter(|&j| used[j]).collect();
+    let wc: Vec<f64> = (0..group * og)
+        .flat_map(|r| steps.iter().map(move |&j| (r, j)))
+        .map(|(r, j)| w2[r * nj + j])
+        .collect();
+    let wt = crate::graph::Tensor::from_f64(dt, vec![group, og, steps.len()], &wc);
     let ws = e.constant(&wt, Some("s2d_weight"));
     let kc = KernelConv {
         xg: &xg,
@@ -639,6 +657,7 @@ fn strided_conv(
         wp: wq,
         pixels,
         dil: &[1, 1],
+        steps: Some(&steps),
     };
     if og == 1 {
         return depthwise_kernel(e, n, kc);
