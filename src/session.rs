@@ -180,20 +180,57 @@ impl Compiled {
 pub fn load_default_bound(path: &Path, shapes: &HashMap<String, Vec<usize>>) -> Result<Graph> {
     let mut g = crate::onnx::load(path)?;
     let mut all = shapes.clone();
+    // Inputs whose symbolic dims other than the first (the batch) were set to 1.
+    let mut guessed = Vec::new();
     for i in &g.inputs {
         let name = g.values[i.value].name.clone();
-        all.entry(name).or_insert_with(|| {
-            i.dims
-                .iter()
-                .map(|d| match d {
-                    crate::graph::Dim::Fixed(n) => *n,
-                    crate::graph::Dim::Sym(_) => 1,
-                })
-                .collect()
-        });
+        if all.contains_key(&name) {
+            continue;
+        }
+        if i.dims[1.min(i.dims.len())..]
+            .iter()
+            .any(|d| matches!(d, crate::graph::Dim::Sym(_)))
+        {
+            guessed.push(format!("'{name}' {}", crate::graph::fmt_dims(&i.dims)));
+        }
+        let dims = i
+            .dims
+            .iter()
+            .map(|d| match d {
+                crate::graph::Dim::Fixed(n) => *n,
+                crate::graph::Dim::Sym(_) => 1,
+            })
+            .collect();
+        all.insert(name, dims);
     }
     g.bind(&all)?;
-    infer::run(&mut g)?;
+    infer::run(&mut g).map_err(|e| {
+        if guessed.is_empty() {
+            return e;
+        }
+        let hint = format!(
+            " (symbolic dims of input {} were taken as 1: give the real shape with \
+             --shape NAME=DxDx.., or data with --calib / --eval)",
+            guessed.join(", ")
+        );
+        match e {
+            Error::Node {
+                file,
+                node,
+                op,
+                msg,
+            } => Error::Node {
+                file,
+                node,
+                op,
+                msg: msg + &hint,
+            },
+            other => Error::Model {
+                file: path.display().to_string(),
+                msg: format!("{other}{hint}"),
+            },
+        }
+    })?;
     Ok(g)
 }
 

@@ -267,4 +267,11 @@ save("se_block",
      [h.make_tensor_value_info("y", T.FLOAT, [2, 8, 5, 5])],
      [nh.from_array(f32(4, 8, 1, 1), "sw1"), nh.from_array(f32(4), "sb1"),
       nh.from_array(f32(8, 4, 1, 1), "sw2")])
+# Symbolic height and width: commands without data or --shape take them as 1, where the
+# 2x2 pooling window does not fit; the error must say so.
+save("dyn_pool",
+     [h.make_node("Conv", ["x", "pw"], ["c"]), h.make_node("MaxPool", ["c"], ["y"], kernel_shape=[2, 2])],
+     [h.make_tensor_value_info("x", T.FLOAT, ["N", 3, "H", "W"])],
+     [h.make_tensor_value_info("y", T.FLOAT, ["N", 4, "H2", "W2"])],
+     [nh.from_array(f32(4, 3, 1, 1), "pw")])
 print("wrote", sorted(os.listdir(D)))

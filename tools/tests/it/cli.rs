@@ -1,6 +1,6 @@
 //! Bad input gets a clear error naming the file/node/op/input, a non-zero exit and no output.
 
-use super::{bonsai, root, tempdir};
+use super::{bonsai, root, s, tempdir};
 
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -109,6 +109,43 @@ fn unbound_symbolic_dim_and_bad_shape_option() {
             stderr(&o)
         );
     }
+}
+
+#[test]
+fn symbolic_dims_taken_as_one_are_named_when_inference_fails() {
+    // dyn_pool: x [N, 3, H, W] into a 2x2 MaxPool. Without data or --shape, compress binds
+    // H and W to 1, where the window does not fit: the error names the guessed input.
+    let d = tempdir("dynpool");
+    let out = d.join("out.onnx");
+    let model = root().join("testdata/small/dyn_pool.onnx");
+    let o = bonsai(&[
+        "compress",
+        s(&model),
+        "-o",
+        s(&out),
+        "--passes",
+        "prune-magnitude{sparsity=0.5}",
+    ]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("MaxPool")
+            && e.contains("'x' [N, 3, H, W] were taken as 1")
+            && e.contains("--shape"),
+        "{e}"
+    );
+    assert!(!out.exists());
+    let o = bonsai(&[
+        "compress",
+        s(&model),
+        "-o",
+        s(&out),
+        "--passes",
+        "prune-magnitude{sparsity=0.5}",
+        "--shape",
+        "x=1x3x6x6",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 #[test]
