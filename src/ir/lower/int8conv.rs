@@ -189,7 +189,16 @@ pub(super) fn int8_conv(e: &mut Emitter, n: &N, s: KernelConv, w: Int8Conv) -> S
     let odd: Vec<String> = (0..LANES).map(|i| (2 * i + 1).to_string()).collect();
     let (even, odd) = (even.join(", "), odd.join(", "));
     let block = [KERNEL_ROWS, KERNEL_LANES];
-    let (loops, rows) = block_loops(&v, &offs, [nb, group, og, pp], block, &init, &yty, "f32");
+    let (loops, rows) = block_loops(
+        &v,
+        &offs,
+        [nb, group, og, pp],
+        block,
+        [0, og],
+        &init,
+        &yty,
+        "f32",
+    );
     let mut text = format!(
         "{v}_c8 = arith.constant {LANES} : index
 {v}_zq = arith.constant 0 : i32

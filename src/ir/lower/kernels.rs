@@ -100,11 +100,40 @@ pub(super) fn conv_kernel(e: &mut Emitter, n: &N, s: KernelConv) -> String {
     plane_to_out(e, n, &v, &ys, s.wp)
 }
 
+/// Output rows of the register-blocked kernel's main blocks: 6 x 16 pixels, twelve AVX
+/// accumulators (BLIS's Haswell shape), so that FMA latency (4 cycles, 2 per cycle) is
+/// hidden; the leftover rows (Og mod 6, 2 or 4) run in one more nest.
+pub(super) const BLOCK_ROWS: usize = 6;
+
 /// The loops of the register-blocked kernel: `y [N, G, Og, P] += w [G, Og, J] * x`, where
-/// step j of output pixel p reads `x [N, G, L]` at `offs[j] + p`. Blocks of 4 output rows x
-/// 16 pixels are accumulated in registers over all J steps (each: one input vector and four
-/// broadcast weights). P must be a multiple of 16, and Og of 4; `init` is the starting y.
+/// step j of output pixel p reads `x [N, G, L]` at `offs[j] + p`. Blocks of 6 output rows
+/// (then the leftover rows) x 16 pixels are accumulated in registers over all J steps (each:
+/// one input vector and a broadcast weight per row). P must be a multiple of 16, and Og of
+/// 2; `init` is the starting y.
 fn blocked_kernel(
+    e: &mut Emitter,
+    dt: DType,
+    x: (&str, &[usize]),
+    w: (&str, &[usize]),
+    offs: &[String],
+    init: &str,
+    ys: &[usize],
+) -> String {
+    let og = ys[2];
+    let main = og - og % BLOCK_ROWS;
+    let mut y = init.to_string();
+    if main > 0 {
+        y = blocked_nest(e, dt, x, w, offs, &y, ys, BLOCK_ROWS, [0, main]);
+    }
+    if main < og {
+        y = blocked_nest(e, dt, x, w, offs, &y, ys, og - main, [main, og]);
+    }
+    y
+}
+
+/// One nest of [`blocked_kernel`] over rows `span` in blocks of `nrows`.
+#[allow(clippy::too_many_arguments)]
+fn blocked_nest(
     e: &mut Emitter,
     dt: DType,
     (xf, xf_shape): (&str, &[usize]),
@@ -112,6 +141,8 @@ fn blocked_kernel(
     offs: &[String],
     init: &str,
     ys: &[usize],
+    nrows: usize,
+    span: [usize; 2],
 ) -> String {
     let t = dt.mlir();
     let (nb, group, og, pp) = (ys[0], ys[1], ys[2], ys[3]);
@@ -121,19 +152,17 @@ fn blocked_kernel(
     let xty = tty_of(dt, xf_shape);
     let wty = tty_of(dt, wj_shape);
     let vt = format!("vector<{KERNEL_LANES}x{t}>");
-    let block = [KERNEL_ROWS, KERNEL_LANES];
-    let (mut text, rows) = block_loops(&v, offs, [nb, group, og, pp], block, init, &yty, t);
+    let block = [nrows, KERNEL_LANES];
+    let (mut text, rows) = block_loops(&v, offs, [nb, group, og, pp], block, span, init, &yty, t);
     let at: Vec<String> = rows
         .iter()
         .map(|o| format!("{v}_n, {v}_g, {o}, {v}_p"))
         .collect();
     text += &read_block(&v, &at, &yty, &vt);
-    let accs: Vec<String> = (0..KERNEL_ROWS)
-        .map(|i| format!("{v}_s{i} = {v}_a{i}"))
-        .collect();
-    let vts = [vt.as_str(); KERNEL_ROWS].join(", ");
+    let accs: Vec<String> = (0..nrows).map(|i| format!("{v}_s{i} = {v}_a{i}")).collect();
+    let vts = vec![vt.as_str(); nrows].join(", ");
     text += &format!(
-        "{v}_r:{KERNEL_ROWS} = scf.for {v}_j = {v}_c0 to {v}_nj step {v}_c1 iter_args({}) -> ({vts}) {{
+        "{v}_r:{nrows} = scf.for {v}_j = {v}_c0 to {v}_nj step {v}_c1 iter_args({}) -> ({vts}) {{
 {v}_off = tensor.extract {v}_offs[{v}_j] : tensor<{j}xindex>
 {v}_q = arith.addi {v}_off, {v}_p : index
 {v}_xv = vector.transfer_read {xf}[{v}_n, {v}_g, {v}_q], {v}_z {{in_bounds = [true]}} : {xty}, {vt}
@@ -148,7 +177,7 @@ fn blocked_kernel(
 "
         );
     }
-    let ms: Vec<String> = (0..KERNEL_ROWS).map(|i| format!("{v}_m{i}")).collect();
+    let ms: Vec<String> = (0..nrows).map(|i| format!("{v}_m{i}")).collect();
     text += &format!("scf.yield {} : {vts}\n}}\n", ms.join(", "));
     text += &write_block_and_close(&v, &at, &yty, &vt, "conv_blocked");
     for l in text.lines() {
@@ -159,19 +188,23 @@ fn blocked_kernel(
 
 /// The opening of a register-blocked plane kernel `{v}`: the reduction steps' input offsets
 /// (`{v}_offs`, `{v}_nj` of them), the loops over images, groups, blocks of `pixels` output
-/// pixels (`{v}_p`) and of `rows` output channels (`{v}_o`, carrying `y` from `init`,
-/// `{v}_yd` inside), and the block's row indices (returned). `dims` = [N, G, Og, P],
+/// pixels (`{v}_p`) and of `rows` output channels (`{v}_o`, over `row_span` = [first, end),
+/// carrying `y` from `init`, `{v}_yd` inside), and the block's row indices (returned).
+/// `dims` = [N, G, Og, P],
 /// `block` = [rows, pixels]; `{v}_z` is a zero of type `t`. `write_block_and_close` ends it.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn block_loops(
     v: &str,
     offs: &[String],
     dims: [usize; 4],
     block: [usize; 2],
+    row_span: [usize; 2],
     init: &str,
     yty: &str,
     t: &str,
 ) -> (String, Vec<String>) {
-    let [nb, group, og, pp] = dims;
+    let [nb, group, _, pp] = dims;
+    let [row0, og] = row_span;
     let [nrows, pixels] = block;
     let nj = offs.len();
     let mut text = format!(
@@ -183,13 +216,14 @@ pub(super) fn block_loops(
 {v}_nb = arith.constant {nb} : index
 {v}_ng = arith.constant {group} : index
 {v}_og = arith.constant {og} : index
+{v}_row0 = arith.constant {row0} : index
 {v}_pp = arith.constant {pp} : index
 {v}_nj = arith.constant {nj} : index
 {v}_z = arith.constant 0.0 : {t}
 {v} = scf.for {v}_n = {v}_c0 to {v}_nb step {v}_c1 iter_args({v}_ya = {init}) -> ({yty}) {{
 {v}_y1 = scf.for {v}_g = {v}_c0 to {v}_ng step {v}_c1 iter_args({v}_yb = {v}_ya) -> ({yty}) {{
 {v}_y2 = scf.for {v}_p = {v}_c0 to {v}_pp step {v}_lanes iter_args({v}_yc = {v}_yb) -> ({yty}) {{
-{v}_y3 = scf.for {v}_o = {v}_c0 to {v}_og step {v}_rows iter_args({v}_yd = {v}_yc) -> ({yty}) {{
+{v}_y3 = scf.for {v}_o = {v}_row0 to {v}_og step {v}_rows iter_args({v}_yd = {v}_yc) -> ({yty}) {{
 ",
         offs.join(", ")
     );
@@ -238,7 +272,7 @@ pub(super) fn depthwise_kernel(e: &mut Emitter, n: &N, s: KernelConv) -> String 
     let vt = format!("vector<{KERNEL_LANES}x{t}>");
     let nv = DEPTHWISE_PIXELS / KERNEL_LANES;
     let block = [1, DEPTHWISE_PIXELS];
-    let (mut text, rows) = block_loops(&v, &offs, ys, block, &init, &yty, t);
+    let (mut text, rows) = block_loops(&v, &offs, ys, block, [0, 1], &init, &yty, t);
     let px: Vec<String> = (0..nv)
         .map(|i| {
             if i == 0 {
