@@ -11,6 +11,20 @@ use anyhow::{bail, Context, Result};
 use ndarray::{ArrayD, IxDyn};
 use ndarray_npy::{NpzReader, NpzWriter};
 
+/// `println!` that stops quietly when stdout is closed (`bonsai-rt ... | head`) instead of
+/// panicking on the broken pipe; the exit status is 141, as for a C tool killed by SIGPIPE.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write;
+        let mut o = std::io::stdout().lock();
+        if let Err(e) = writeln!(o, $($t)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(141);
+            }
+        }
+    }};
+}
+
 const USAGE: &str = "usage: bonsai-rt DIR --input IN.npz [--output OUT.npz] [--expect REF.npz [--tol T]] [--runs N]\n\
 DIR is what `bonsai compile MODEL -o DIR` wrote (libmodel.so, model.json). IN.npz holds one\n\
 array per model input, keyed by input name, with the compiled shapes and dtypes.\n\
@@ -114,7 +128,7 @@ fn main() -> Result<()> {
                     .context("--runs: expected a count")?
             }
             "-h" | "--help" => {
-                println!("{USAGE}");
+                say!("{USAGE}");
                 return Ok(());
             }
             s if !s.starts_with('-') && dir.is_none() => dir = Some(PathBuf::from(s)),
@@ -215,7 +229,7 @@ fn main() -> Result<()> {
         }
         check()?;
         times.sort_by(f64::total_cmp);
-        println!("median of {runs} runs: {:.1} us", times[runs / 2]);
+        say!("median of {runs} runs: {:.1} us", times[runs / 2]);
     }
     let got = write_outputs(&outs, &out_bufs, output.as_deref())?;
     match expect {
@@ -265,12 +279,12 @@ fn compare(got: &BTreeMap<String, ArrayD<f64>>, reference: &Path, tol: f64) -> R
             }
         }
         let ok = excess <= tol;
-        println!(
+        say!(
             "output '{name}': max abs error {worst:.3e}, max error / (1 + |ref|) {excess:.3e} (tolerance {tol:.0e}) {}",
             if ok { "OK" } else { "FAIL" }
         );
         if !ok {
-            println!(
+            say!(
                 "  element {at}: got {}, reference {}",
                 a.iter().nth(at).copied().unwrap_or(f64::NAN),
                 r.iter().nth(at).copied().unwrap_or(f64::NAN)
@@ -328,7 +342,7 @@ fn write_outputs(
     }
     for (n, a) in &arrays {
         let head: Vec<String> = a.iter().take(6).map(|x| format!("{x:.6}")).collect();
-        println!(
+        say!(
             "{n}: {:?} [{}{}]",
             a.shape(),
             head.join(", "),
