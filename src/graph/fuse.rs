@@ -15,12 +15,7 @@ use super::{Data, Graph, Tensor};
 /// BatchNormalizations each read and wrote a whole map between its convolutions.
 pub fn fold_batchnorms(g: &mut Graph) -> usize {
     let mut folded = 0;
-    let bns: Vec<_> = g
-        .nodes
-        .node_indices()
-        .filter(|&ix| g.nodes[ix].op == "BatchNormalization")
-        .collect();
-    for bn in bns {
+    for bn in g.nodes_with_op("BatchNormalization") {
         let node = &g.nodes[bn];
         if node.outputs.len() != 1
             || node.inputs.len() != 5
@@ -45,11 +40,7 @@ pub fn fold_batchnorms(g: &mut Graph) -> usize {
             continue;
         }
         // The BatchNormalization must be the conv output's only reader.
-        let readers = g
-            .nodes
-            .node_indices()
-            .filter(|&ix| g.nodes[ix].inputs.contains(&Some(x)))
-            .count();
+        let readers = g.nodes.edges(conv).filter(|e| *e.weight() == x).count();
         if readers != 1 {
             continue;
         }
@@ -116,12 +107,7 @@ pub fn fold_batchnorms(g: &mut Graph) -> usize {
 pub fn convs_on_single_pixels_to_gemm(g: &mut Graph) -> usize {
     use super::{Attr, Attrs, Node, TensorType};
     let mut done = 0;
-    let convs: Vec<_> = g
-        .nodes
-        .node_indices()
-        .filter(|&ix| g.nodes[ix].op == "Conv")
-        .collect();
-    for ix in convs {
+    for ix in g.nodes_with_op("Conv") {
         let c = &g.nodes[ix];
         let (Some(x), Some(w)) = (c.inputs[0], c.inputs.get(1).copied().flatten()) else {
             continue;

@@ -353,6 +353,14 @@ impl Graph {
             .collect()
     }
 
+    /// The nodes running `op`, in insertion order.
+    pub fn nodes_with_op(&self, op: &str) -> Vec<NodeIndex> {
+        self.nodes
+            .node_indices()
+            .filter(|&ix| self.nodes[ix].op == op)
+            .collect()
+    }
+
     /// Count of nodes by op, sorted by op name (for reports).
     pub fn op_histogram(&self) -> BTreeMap<String, usize> {
         let mut h = BTreeMap::new();

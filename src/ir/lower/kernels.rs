@@ -305,21 +305,7 @@ pub(super) fn depthwise_kernel(e: &mut Emitter, n: &N, s: KernelConv) -> String 
 ",
         accs.join(", ")
     );
-    for (i, p) in px.iter().enumerate() {
-        text += &format!(
-            "{v}_q{i} = arith.addi {v}_off, {p} : index
-{v}_x{i} = vector.transfer_read {xf}[{v}_n, {v}_g, {v}_q{i}], {v}_z {{in_bounds = [true]}} : {xty}, {vt}
-{v}_m{i} = vector.fma {v}_b, {v}_x{i}, {v}_s{i} : {vt}
-"
-        );
-    }
-    let ms: Vec<String> = (0..nv).map(|i| format!("{v}_m{i}")).collect();
-    text += &format!(
-        "scf.yield {} : {vts}
-}}
-",
-        ms.join(", ")
-    );
+    text += &broadcast_fma_step(&v, &px, &xf, &xty, &vt);
     text += &write_block_and_close(&v, &at, &yty, &vt, "depthwise");
     for l in text.lines() {
         e.line(l);
@@ -439,21 +425,31 @@ pub(super) fn sparse_direct(e: &mut Emitter, n: &N, s: KernelConv, wt: &Tensor) 
 ",
         accs.join(", ")
     );
-    for (i, p) in lanes.iter().enumerate() {
-        text += &format!(
-            "{v}_q{i} = arith.addi {v}_off, {p} : index
-{v}_x{i} = vector.transfer_read {xf}[{v}_n, {v}_g, {v}_q{i}], {v}_z {{in_bounds = [true]}} : {xty}, {vt}
-{v}_m{i}x = vector.fma {v}_b, {v}_x{i}, {v}_s{i} : {vt}
-"
-        );
-    }
-    let ms: Vec<String> = (0..nv).map(|i| format!("{v}_m{i}x")).collect();
-    text += &format!("scf.yield {} : {vts}\n}}\n", ms.join(", "));
+    text += &broadcast_fma_step(&v, &lanes, &xf, &xty, &vt);
     text += &write_block_and_close(&v, &at, &yty, &vt, "sparse_direct");
     for l in text.lines() {
         e.line(l);
     }
     plane_to_out(e, n, &v, &ys, s.wp)
+}
+
+/// The end of one reduction step of the one-row plane kernels (`depthwise_kernel`,
+/// `sparse_direct`): for each pixel vector `pixels[i]`, read the input at the step's offset
+/// `{v}_off` plus the pixel and multiply-add it with the broadcast weight `{v}_b` into
+/// accumulator `{v}_s{i}`; yield the sums and close the step loop.
+fn broadcast_fma_step(v: &str, pixels: &[String], xf: &str, xty: &str, vt: &str) -> String {
+    let mut text = String::new();
+    for (i, p) in pixels.iter().enumerate() {
+        text += &format!(
+            "{v}_q{i} = arith.addi {v}_off, {p} : index
+{v}_x{i} = vector.transfer_read {xf}[{v}_n, {v}_g, {v}_q{i}], {v}_z {{in_bounds = [true]}} : {xty}, {vt}
+{v}_f{i} = vector.fma {v}_b, {v}_x{i}, {v}_s{i} : {vt}
+"
+        );
+    }
+    let fs: Vec<String> = (0..pixels.len()).map(|i| format!("{v}_f{i}")).collect();
+    let vts = vec![vt; pixels.len()].join(", ");
+    text + &format!("scf.yield {} : {vts}\n}}\n", fs.join(", "))
 }
 
 /// The accumulator of a convolution, `ys = [N, G, Og, ...]`: its bias broadcast over
