@@ -21,11 +21,13 @@ const GATHER_STEP: usize = 2 * GATHER_LANES;
 /// `A W^T + b` for a few rows (`m < 8`) of `A [m, k]` and a sparse constant `W [n, k]`:
 /// each output feature's non-zeros are listed (column, value), padded with zeros to a
 /// multiple of 16; per row of `A` and feature, two 8-lane accumulators run over the list,
-/// each step gathering `A` at eight listed columns (`vector.gather`) and multiplying by
-/// eight values. Work and weight traffic are proportional to the non-zeros. Without AVX-512
-/// LLVM turns each gather into eight scalar loads, which on Zen 3 beat its hardware gather
-/// (forcing `fast-gather` made 70% sparse 128x3136 take 97 us instead of 56): about one
-/// non-zero per cycle, so this kernel is load-bound at 1.5-2x the dense code at 90%.
+/// each step reading `A` at eight listed columns (one scalar load each, assembled into a
+/// vector) and multiplying by eight values. Work and weight traffic are proportional to the
+/// non-zeros. AVX2 has no fast gather (forcing LLVM's `fast-gather` made 70% sparse
+/// 128x3136 take 97 us instead of 56), so each non-zero costs an index load and an input
+/// load-and-insert (`vinsertps` from memory): at most about two non-zeros per cycle, which
+/// bounds this kernel near 2-2.5x the dense code at 90% on the suite's FC shapes (a C version
+/// of the same loop, built with clang and gcc, is no faster: 12.4 us on 128x3136 at 90%).
 pub(super) fn sparse_gemv(e: &mut Emitter, n: &N, w: &Tensor) -> String {
     let a = n.in_ty(0).clone();
     let nn = n.out_ty(0).shape[1];
@@ -43,32 +45,65 @@ pub(super) fn sparse_gemv(e: &mut Emitter, n: &N, w: &Tensor) -> String {
     let v = e.fresh();
     let xty = tty_of(DType::F32, &a.shape);
     let vt = format!("vector<{GATHER_LANES}xf32>");
-    let it = format!("vector<{GATHER_LANES}xi32>");
-    let consts = format!(
+    let mut consts = format!(
         "{v}_c8 = arith.constant {GATHER_LANES} : index
-{v}_step = arith.constant {GATHER_STEP} : index
-{v}_zi = arith.constant 0 : i32
-{v}_all = arith.constant dense<true> : vector<{GATHER_LANES}xi1>"
+{v}_step = arith.constant {GATHER_STEP} : index"
     );
+    for l in 2..GATHER_LANES {
+        consts += &format!("\n{v}_l{l} = arith.constant {l} : index");
+    }
+    // Each lane's column is loaded as a scalar and the input read at it: LLVM emits one
+    // index load and one `vinsertps` from memory per non-zero. (`vector.gather` with a
+    // vector of columns made it widen the indices to 64-bit pointers and extract them lane
+    // by lane, twice the vector-unit work: 128x3136 at 90% took 18.6 us instead of 13.)
+    let lanes = |h: usize| -> String {
+        let base = format!("{v}_e{h}");
+        let mut t = String::new();
+        let mut names = Vec::new();
+        for l in 0..GATHER_LANES {
+            let at = match l {
+                0 => base.clone(),
+                1 => {
+                    t += &format!("{v}_o{h}_1 = arith.addi {base}, {v}_c1 : index\n");
+                    format!("{v}_o{h}_1")
+                }
+                _ => {
+                    t += &format!("{v}_o{h}_{l} = arith.addi {base}, {v}_l{l} : index\n");
+                    format!("{v}_o{h}_{l}")
+                }
+            };
+            t += &format!(
+                "{v}_i{h}_{l} = tensor.extract {col_c}[{at}] : tensor<{nnz}xi32>
+{v}_k{h}_{l} = arith.index_cast {v}_i{h}_{l} : i32 to index
+{v}_x{h}_{l} = tensor.extract {x}[{v}_b, {v}_k{h}_{l}] : {xty}\n"
+            );
+            names.push(format!("{v}_x{h}_{l}"));
+        }
+        t += &format!(
+            "{v}_g{h} = vector.from_elements {} : {vt}",
+            names.join(", ")
+        );
+        t
+    };
     let body = format!(
         "{v}_j1 = arith.addi {v}_j, {v}_c1 : index
 {v}_lo32 = tensor.extract {pos_c}[{v}_j] : tensor<{np1}xi32>
 {v}_hi32 = tensor.extract {pos_c}[{v}_j1] : tensor<{np1}xi32>
 {v}_lo = arith.index_cast {v}_lo32 : i32 to index
 {v}_hi = arith.index_cast {v}_hi32 : i32 to index
-{v}_r:2 = scf.for {v}_e = {v}_lo to {v}_hi step {v}_step iter_args({v}_s0 = {v}_zv, {v}_s1 = {v}_zv) -> ({vt}, {vt}) {{
-{v}_e1 = arith.addi {v}_e, {v}_c8 : index
-{v}_i0 = vector.transfer_read {col_c}[{v}_e], {v}_zi {{in_bounds = [true]}} : tensor<{nnz}xi32>, {it}
-{v}_i1 = vector.transfer_read {col_c}[{v}_e1], {v}_zi {{in_bounds = [true]}} : tensor<{nnz}xi32>, {it}
-{v}_g0 = vector.gather {x}[{v}_b, {v}_c0] [{v}_i0], {v}_all, {v}_zv : {xty}, {it}, vector<{GATHER_LANES}xi1>, {vt} into {vt}
-{v}_g1 = vector.gather {x}[{v}_b, {v}_c0] [{v}_i1], {v}_all, {v}_zv : {xty}, {it}, vector<{GATHER_LANES}xi1>, {vt} into {vt}
-{v}_w0 = vector.transfer_read {val_c}[{v}_e], {v}_z {{in_bounds = [true]}} : tensor<{nnz}xf32>, {vt}
+{v}_r:2 = scf.for {v}_e0 = {v}_lo to {v}_hi step {v}_step iter_args({v}_s0 = {v}_zv, {v}_s1 = {v}_zv) -> ({vt}, {vt}) {{
+{v}_e1 = arith.addi {v}_e0, {v}_c8 : index
+{g0}
+{g1}
+{v}_w0 = vector.transfer_read {val_c}[{v}_e0], {v}_z {{in_bounds = [true]}} : tensor<{nnz}xf32>, {vt}
 {v}_w1 = vector.transfer_read {val_c}[{v}_e1], {v}_z {{in_bounds = [true]}} : tensor<{nnz}xf32>, {vt}
 {v}_f0 = vector.fma {v}_w0, {v}_g0, {v}_s0 : {vt}
 {v}_f1 = vector.fma {v}_w1, {v}_g1, {v}_s1 : {vt}
 scf.yield {v}_f0, {v}_f1 : {vt}, {vt}
 }}",
-        np1 = nn + 1
+        np1 = nn + 1,
+        g0 = lanes(0),
+        g1 = lanes(1),
     );
     let frame = Frame {
         v: &v,
@@ -119,13 +154,16 @@ fn gemv_frame(e: &mut Emitter, n: &N, f: Frame) -> String {
     let yty = tty_of(dt, &out.shape);
     let red = match f.offset {
         Some((o, rs)) => format!(
-            "{v}_red0 = vector.reduction <add>, {v}_s : {vt} into f32
+            "{v}_red0 = vector.reduction <add>, {v}_s fastmath<reassoc> : {vt} into f32
 {v}_ofs = tensor.extract {o}[{v}_j] : tensor<{nn}xf32>
 {v}_rs = tensor.extract {rs}[{v}_b] : tensor<{m}xf32>
 {v}_cor = arith.mulf {v}_ofs, {v}_rs : f32
 {v}_red = arith.addf {v}_red0, {v}_cor : f32"
         ),
-        None => format!("{v}_red = vector.reduction <add>, {v}_s : {vt} into f32"),
+        // Reassociable: a shuffle tree instead of eight dependent scalar adds per feature.
+        None => {
+            format!("{v}_red = vector.reduction <add>, {v}_s fastmath<reassoc> : {vt} into f32")
+        }
     };
     let sum = match f.scale {
         Some((s, len)) => format!(
