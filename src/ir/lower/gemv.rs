@@ -49,7 +49,7 @@ pub(super) fn sparse_gemv(e: &mut Emitter, n: &N, w: &Tensor) -> String {
         "{v}_c8 = arith.constant {GATHER_LANES} : index
 {v}_step = arith.constant {GATHER_STEP} : index"
     );
-    for l in 2..GATHER_LANES {
+    for l in 1..GATHER_LANES {
         consts += &format!("\n{v}_l{l} = arith.constant {l} : index");
     }
     // Each lane's column is loaded as a scalar and the input read at it: LLVM emits one
@@ -61,16 +61,11 @@ pub(super) fn sparse_gemv(e: &mut Emitter, n: &N, w: &Tensor) -> String {
         let mut t = String::new();
         let mut names = Vec::new();
         for l in 0..GATHER_LANES {
-            let at = match l {
-                0 => base.clone(),
-                1 => {
-                    t += &format!("{v}_o{h}_1 = arith.addi {base}, {v}_c1 : index\n");
-                    format!("{v}_o{h}_1")
-                }
-                _ => {
-                    t += &format!("{v}_o{h}_{l} = arith.addi {base}, {v}_l{l} : index\n");
-                    format!("{v}_o{h}_{l}")
-                }
+            let at = if l == 0 {
+                base.clone()
+            } else {
+                t += &format!("{v}_o{h}_{l} = arith.addi {base}, {v}_l{l} : index\n");
+                format!("{v}_o{h}_{l}")
             };
             t += &format!(
                 "{v}_i{h}_{l} = tensor.extract {col_c}[{at}] : tensor<{nnz}xi32>
