@@ -93,24 +93,42 @@ pub fn apply(g: &Graph, pm: &PassManager) -> Result<Compressed> {
     Ok(out)
 }
 
-/// The pipeline at step `i` of `steps` of a gradual schedule: every `sparsity=S` becomes
-/// S (1 - (1 - i/steps)^3) (Zhu & Gupta's cubic ramp); before the last step only the passes
-/// with a `sparsity` option run.
+/// The pipeline at step `i` of `steps` of a gradual schedule: every `sparsity=S` (and every
+/// per-layer `layers=NAME:S`) becomes S (1 - (1 - i/steps)^3) (Zhu & Gupta's cubic ramp);
+/// before the last step only the passes with a sparsity option run.
 pub fn schedule_step(text: &str, i: usize, steps: usize) -> Result<String> {
     let f = 1.0 - (1.0 - i as f64 / steps as f64).powi(3);
     let mut out = Vec::new();
     for el in crate::pass::parse_pipeline(text)? {
-        let Some(s) = el.options.get("sparsity") else {
+        let (sparsity, layers) = (el.options.get("sparsity"), el.options.get("layers"));
+        if sparsity.is_none() && layers.is_none() {
             if i == steps {
                 out.push(el.text.clone());
             }
             continue;
-        };
-        let s: f64 = s
-            .parse()
-            .map_err(|_| Error::option(format!("{}{{sparsity}}", el.name), "not a number"))?;
+        }
         let mut opts = el.options.clone();
-        opts.0.insert("sparsity".into(), format!("{:.6}", s * f));
+        if let Some(s) = sparsity {
+            let s: f64 = s
+                .parse()
+                .map_err(|_| Error::option(format!("{}{{sparsity}}", el.name), "not a number"))?;
+            opts.0.insert("sparsity".into(), format!("{:.6}", s * f));
+        }
+        if let Some(list) = layers {
+            let mut items = Vec::new();
+            for item in list.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+                let bad = || {
+                    Error::option(
+                        format!("{}{{layers}}", el.name),
+                        format!("'{item}' is not LAYER:SPARSITY"),
+                    )
+                };
+                let (name, s) = item.rsplit_once(':').ok_or_else(bad)?;
+                let s: f64 = s.parse().map_err(|_| bad())?;
+                items.push(format!("{name}:{:.6}", s * f));
+            }
+            opts.0.insert("layers".into(), items.join(","));
+        }
         let kv: Vec<String> = opts.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
         out.push(format!("{}{{{}}}", el.name, kv.join(" ")));
     }
@@ -324,5 +342,11 @@ mod tests {
             schedule_step(p, 2, 2).unwrap(),
             "prune-magnitude{exclude=a sparsity=0.800000},share-kmeans{bits=4}"
         );
+        // Explicit per-layer sparsities ramp the same way.
+        assert_eq!(
+            schedule_step("prune-sparsegpt{layers=c1:0.8,fc:0.4 damp=0.01}", 1, 2).unwrap(),
+            "prune-sparsegpt{damp=0.01 layers=c1:0.700000,fc:0.350000}"
+        );
+        assert!(schedule_step("prune-sparsegpt{layers=c1}", 1, 2).is_err());
     }
 }

@@ -234,6 +234,115 @@ pub fn load_default_bound(path: &Path, shapes: &HashMap<String, Vec<usize>>) -> 
     Ok(g)
 }
 
+/// A model compiled once with some constant weights turned into extra inputs, so that many
+/// variants of those weights run without compiling again (`bonsai sensitivity` measures each
+/// layer pruned alone this way). Generic code runs the swappable layers; compare its outputs
+/// with its own run on the original weights, not with another build.
+pub struct Swappable {
+    c: Compiled,
+    batch: usize,
+    /// The original value of every swappable weight.
+    pub weights: BTreeMap<String, Tensor>,
+}
+
+impl Swappable {
+    /// Compile `model` for `batch` samples per call (other dims from `sample`), with the
+    /// constant weights named in `swap` as inputs.
+    pub fn new(
+        model: &Path,
+        sample: &BTreeMap<String, Tensor>,
+        batch: usize,
+        swap: &[String],
+    ) -> Result<Swappable> {
+        let shapes: HashMap<String, Vec<usize>> = sample
+            .iter()
+            .map(|(k, t)| {
+                let mut s = t.shape.clone();
+                if !s.is_empty() {
+                    s[0] = batch;
+                }
+                (k.clone(), s)
+            })
+            .collect();
+        let mut g = load_bound(model, &shapes)?;
+        let mut weights = BTreeMap::new();
+        for name in swap {
+            let v = g.value_by_name(name).ok_or_else(|| Error::Model {
+                file: model.display().to_string(),
+                msg: format!("no weight named '{name}'"),
+            })?;
+            let t = g.values[v].konst.take().ok_or_else(|| Error::Model {
+                file: model.display().to_string(),
+                msg: format!("'{name}' is not a constant"),
+            })?;
+            g.inputs.push(crate::graph::GraphInput {
+                value: v,
+                dtype: t.dtype(),
+                dims: t
+                    .shape
+                    .iter()
+                    .map(|&d| crate::graph::Dim::Fixed(d))
+                    .collect(),
+            });
+            weights.insert(name.clone(), (*t).clone());
+        }
+        Ok(Swappable {
+            c: Compiled::new(g)?,
+            batch,
+            weights,
+        })
+    }
+
+    /// Run over `inputs` (first dim = samples) with the original weights except those in
+    /// `replace`; returns the first output over all samples.
+    pub fn run(
+        &self,
+        inputs: &BTreeMap<String, Tensor>,
+        replace: &BTreeMap<String, Tensor>,
+    ) -> Result<Tensor> {
+        let n = inputs
+            .values()
+            .next()
+            .map(|t| t.shape.first().copied().unwrap_or(1))
+            .unwrap_or(0);
+        let b = self.batch;
+        let mut out: Vec<f64> = Vec::new();
+        let mut shape = Vec::new();
+        let mut dtype = crate::graph::DType::F32;
+        let mut start = 0;
+        while start < n {
+            let take = b.min(n - start);
+            let mut chunk: BTreeMap<String, Tensor> = inputs
+                .iter()
+                .map(|(k, t)| (k.clone(), slice_rows(t, start, take, b)))
+                .collect();
+            for (k, t) in &self.weights {
+                let t = replace.get(k).unwrap_or(t);
+                if t.shape != self.weights[k].shape {
+                    return Err(Error::input(
+                        k,
+                        format!(
+                            "shape {:?}, the weight is {:?}",
+                            t.shape, self.weights[k].shape
+                        ),
+                    ));
+                }
+                chunk.insert(k.clone(), t.clone());
+            }
+            let t = self.c.run_named(&chunk)?.remove(0).1;
+            let per = t.len() / b.max(1);
+            out.extend_from_slice(&t.to_f64_vec()[..per * take]);
+            shape = t.shape.clone();
+            dtype = t.dtype();
+            start += take;
+        }
+        if !shape.is_empty() {
+            shape[0] = n;
+        }
+        Ok(Tensor::from_f64(dtype, shape, &out))
+    }
+}
+
 /// Run `model` over inputs whose first dim is the sample axis, `batch` samples per call (the
 /// last call zero-padded); returns every output concatenated along the first dim.
 pub fn run_batched(

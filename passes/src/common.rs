@@ -107,8 +107,8 @@ pub fn allocate(views: &[RowView], sparsity: f64, global: bool) -> Vec<f64> {
         .collect()
 }
 
-/// How a sparsity target is spread over the layers (`granularity=`).
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// How a sparsity target is spread over the layers (`granularity=`, or `layers=`).
+#[derive(Clone, Debug, PartialEq)]
 pub enum Alloc {
     /// The same sparsity in every layer.
     Layer,
@@ -116,9 +116,44 @@ pub enum Alloc {
     Global,
     /// Per-layer sparsities minimising the estimated output error (needs calibration).
     Sensitivity,
+    /// Explicit per-layer sparsities (`layers=conv1:0.5,fc1:0.9`, as `bonsai sensitivity`
+    /// suggests); layers not listed are left alone.
+    Explicit(Vec<(String, f64)>),
 }
 
+/// Parse `layers=NAME:S,NAME:S` (each S in [0, 1)).
+pub fn explicit_layers(opts: &Options) -> Result<Vec<(String, f64)>> {
+    let mut layers = Vec::new();
+    for item in list(opts, "layers") {
+        let (name, v) = item
+            .rsplit_once(':')
+            .ok_or_else(|| Error::option("layers", format!("'{item}' is not LAYER:SPARSITY")))?;
+        let v: f64 = v
+            .parse()
+            .map_err(|_| Error::option("layers", format!("'{item}': '{v}' is not a number")))?;
+        if !(0.0..1.0).contains(&v) {
+            return Err(Error::option(
+                "layers",
+                format!("'{item}': sparsity must be in [0, 1)"),
+            ));
+        }
+        layers.push((name.to_string(), v));
+    }
+    if !layers.is_empty() && (opts.get("sparsity").is_some() || opts.get("granularity").is_some()) {
+        return Err(Error::option(
+            "layers",
+            "per-layer sparsities replace sparsity and granularity",
+        ));
+    }
+    Ok(layers)
+}
+
+/// `granularity=layer|global|sensitivity`, or explicit `layers=`.
 pub fn alloc(opts: &Options) -> Result<Alloc> {
+    let layers = explicit_layers(opts)?;
+    if !layers.is_empty() {
+        return Ok(Alloc::Explicit(layers));
+    }
     match opts.get("granularity").unwrap_or("layer") {
         "layer" => Ok(Alloc::Layer),
         "global" => Ok(Alloc::Global),
@@ -137,7 +172,7 @@ pub fn per_layer(
     ws: &[Weight],
     views: &[RowView],
     sparsity: f64,
-    a: Alloc,
+    a: &Alloc,
 ) -> Result<Vec<f64>> {
     Ok(match a {
         Alloc::Layer => allocate(views, sparsity, false),
@@ -149,7 +184,47 @@ pub fn per_layer(
                 .collect::<Result<_>>()?;
             allocate_by_sensitivity(views, &calibs, sparsity)
         }
+        Alloc::Explicit(list) => ws
+            .iter()
+            .map(|w| {
+                list.iter()
+                    .find(|(n, _)| n == &w.layer || n == &w.name)
+                    .map_or(0.0, |(_, s)| *s)
+            })
+            .collect(),
     })
+}
+
+/// The weights a pruning pass works on and their row views: the module's weights minus
+/// `exclude`, or with explicit `layers=` exactly those layers (each of which must exist).
+pub fn views_for(
+    module: &melior::ir::Module,
+    exclude: &[String],
+    a: &Alloc,
+) -> Result<(Vec<Weight>, Vec<RowView>)> {
+    let Alloc::Explicit(list) = a else {
+        return selected_views(module, exclude);
+    };
+    let all = bonsai::ir::weights::weights(module);
+    let mut ws = Vec::new();
+    for (name, _) in list {
+        let w = all
+            .iter()
+            .find(|w| &w.layer == name || &w.name == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = all.iter().map(|w| w.layer.as_str()).collect();
+                Error::option(
+                    "layers",
+                    format!(
+                        "no layer or weight named '{name}' (layers: {})",
+                        names.join(", ")
+                    ),
+                )
+            })?;
+        ws.push(w.clone());
+    }
+    let views = ws.iter().map(row_view).collect::<Result<Vec<_>>>()?;
+    Ok((ws, views))
 }
 
 /// Parse `pattern=unstructured|N:M`.

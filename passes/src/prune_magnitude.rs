@@ -75,20 +75,7 @@ impl PruneMagnitude {
         if granularity != Granularity::Layer && !matches!(target, Target::Sparsity(_)) {
             return Err(Error::option("granularity", "global and sensitivity allocation need a sparsity target"));
         }
-        let mut layers = Vec::new();
-        for item in list(opts, "layers") {
-            let (name, v) = item
-                .rsplit_once(':')
-                .ok_or_else(|| Error::option("layers", format!("'{item}' is not LAYER:SPARSITY")))?;
-            let v: f64 = v.parse().map_err(|_| Error::option("layers", format!("'{item}': '{v}' is not a number")))?;
-            if !(0.0..1.0).contains(&v) {
-                return Err(Error::option("layers", format!("'{item}': sparsity must be in [0, 1)")));
-            }
-            layers.push((name.to_string(), v));
-        }
-        if !layers.is_empty() && (opts.get("sparsity").is_some() || opts.get("granularity").is_some()) {
-            return Err(Error::option("layers", "per-layer sparsities replace sparsity and granularity"));
-        }
+        let layers = crate::common::explicit_layers(opts)?;
         Ok(Box::new(PruneMagnitude { target, granularity, exclude: list(opts, "exclude"), layers }))
     }
 }

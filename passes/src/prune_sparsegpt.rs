@@ -4,7 +4,9 @@
 //!
 //! Options: `sparsity=S` (default 0.5), `granularity=layer|global|sensitivity` (global:
 //! per-layer sparsities from a global magnitude ranking; sensitivity: from the estimated output
-//! error of each layer on the calibration data), `pattern=unstructured|N:M`, `damp=0.01`
+//! error of each layer on the calibration data), `layers=a:0.5,b:0.9` (explicit per-layer
+//! sparsities instead, as `bonsai sensitivity --pass prune-sparsegpt` suggests; other layers
+//! untouched), `pattern=unstructured|N:M`, `damp=0.01`
 //! (fraction of the mean Hessian diagonal added for stability; raised automatically to
 //! k/rows - 1 when a layer has fewer calibration rows than inputs), `blocksize=128`, `exclude=a,b`,
 //! `correct_bias=true` (shift biases by (W - W') E[x] so output means stay put).
@@ -31,7 +33,7 @@ impl PruneSparsegpt {
     pub const GRID: &'static [&'static str] = &["sparsity=0.5 granularity=layer", "sparsity=0.7 granularity=layer", "sparsity=0.8 granularity=layer", "sparsity=0.9 granularity=layer", "sparsity=0.95 granularity=layer"];
 
     pub fn create(opts: &Options) -> Result<Box<dyn Pass>> {
-        opts.expect_keys(&["sparsity", "granularity", "pattern", "damp", "blocksize", "exclude", "correct_bias"])?;
+        opts.expect_keys(&["sparsity", "granularity", "layers", "pattern", "damp", "blocksize", "exclude", "correct_bias"])?;
         let nm = pattern(opts)?;
         let sparsity = fraction(opts, "sparsity")?.unwrap_or(0.5);
         let damp = opts.f64_or("damp", 0.01)?;
@@ -62,8 +64,8 @@ impl Pass for PruneSparsegpt {
     }
 
     fn run(&self, cx: &PassContext, module: &mut Module) -> Result<()> {
-        let (ws, mut views) = crate::common::selected_views(module, &self.exclude)?;
-        let per = per_layer(cx, self.name(), &ws, &views, self.sparsity, self.alloc)?;
+        let (ws, mut views) = crate::common::views_for(module, &self.exclude, &self.alloc)?;
+        let per = per_layer(cx, self.name(), &ws, &views, self.sparsity, &self.alloc)?;
         for ((w, view), s) in ws.iter().zip(views.iter_mut()).zip(per) {
             let c = cx.calib_for(self.name(), &w.name)?;
             // With fewer calibration rows than columns the Hessian is rank deficient and

@@ -1,8 +1,8 @@
 //! `prune-wanda`: activation-aware pruning (Wanda): score |W_ij| x ||X_j||, compared within each
 //! output channel, no weight update. Needs `--calib`.
 //!
-//! Options: `sparsity=S` (default 0.5), `granularity=layer|global|sensitivity` (see
-//! prune-sparsegpt), `pattern=unstructured|N:M`, `exclude=a,b`,
+//! Options: `sparsity=S` (default 0.5), `granularity=layer|global|sensitivity` or
+//! `layers=a:0.5,b:0.9` (see prune-sparsegpt), `pattern=unstructured|N:M`, `exclude=a,b`,
 //! `correct_bias=true`.
 
 use bonsai::pass::{Options, Pass, PassContext};
@@ -25,7 +25,7 @@ impl PruneWanda {
     pub const GRID: &'static [&'static str] = &["sparsity=0.5 granularity=layer", "sparsity=0.7 granularity=layer", "sparsity=0.8 granularity=layer", "sparsity=0.9 granularity=layer"];
 
     pub fn create(opts: &Options) -> Result<Box<dyn Pass>> {
-        opts.expect_keys(&["sparsity", "granularity", "pattern", "exclude", "correct_bias"])?;
+        opts.expect_keys(&["sparsity", "granularity", "layers", "pattern", "exclude", "correct_bias"])?;
         Ok(Box::new(PruneWanda {
             sparsity: fraction(opts, "sparsity")?.unwrap_or(0.5),
             alloc: alloc(opts)?,
@@ -46,8 +46,8 @@ impl Pass for PruneWanda {
     }
 
     fn run(&self, cx: &PassContext, module: &mut Module) -> Result<()> {
-        let (ws, mut views) = crate::common::selected_views(module, &self.exclude)?;
-        let per = per_layer(cx, self.name(), &ws, &views, self.sparsity, self.alloc)?;
+        let (ws, mut views) = crate::common::views_for(module, &self.exclude, &self.alloc)?;
+        let per = per_layer(cx, self.name(), &ws, &views, self.sparsity, &self.alloc)?;
         for ((w, view), s) in ws.iter().zip(views.iter_mut()).zip(per) {
             let c = cx.calib_for(self.name(), &w.name)?;
             let rows_per_group = view.rows / c.groups;

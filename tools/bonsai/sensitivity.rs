@@ -9,7 +9,7 @@ use bonsai::candidate::{allocate, Candidate};
 use bonsai::compress::{apply, EvalData};
 use bonsai::graph::Tensor;
 use bonsai::pass::PassManager;
-use bonsai::session::{load_default_bound, run_batched};
+use bonsai::session::{load_default_bound, Swappable};
 
 #[derive(clap::Args)]
 pub struct SensitivityArgs {
@@ -17,6 +17,12 @@ pub struct SensitivityArgs {
     /// Calibration inputs (np.savez keyed by graph input name, first dim = samples).
     #[arg(long)]
     calib: PathBuf,
+    /// The pruning pass whose per-layer results are measured, with any options other than the
+    /// sparsity, e.g. 'prune-sparsegpt{damp=0.002}'. Each layer is pruned alone (one shot,
+    /// calibrated on --calib where the pass needs it) and the model output compared with the
+    /// original's. The suggested allocation is written for this pass.
+    #[arg(long = "pass", default_value = "prune-magnitude")]
+    pass: String,
     /// Sparsities to measure per layer.
     #[arg(
         long,
@@ -74,13 +80,66 @@ pub fn run(a: SensitivityArgs) -> Result<()> {
     let g = load_default_bound(&a.model, &bind)?;
     let data = EvalData::from_npz(&a.calib, &g)?;
     let registry = bonsai_passes::registry();
+    let els = bonsai::pass::parse_pipeline(&a.pass)?;
+    let [el] = els.as_slice() else {
+        bail!("option --pass: give one pruning pass, got '{}'", a.pass);
+    };
+    for k in ["sparsity", "layers", "granularity", "threshold", "relative"] {
+        if el.options.get(k).is_some() {
+            bail!(
+                "option --pass: '{k}' is chosen by `bonsai sensitivity` itself; drop it from '{}'",
+                a.pass
+            );
+        }
+    }
+    let extra: Vec<String> = el
+        .options
+        .0
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let with = |more: &str| {
+        let mut o = extra.clone();
+        o.push(more.to_string());
+        format!("{}{{{}}}", el.name, o.join(" "))
+    };
+    let mut pm0 = PassManager::parse(&registry, &with("sparsity=0.5"))?;
+    let mut calibration = if pm0.needs_calibration() {
+        Some(bonsai::calib::capture(&a.model, &data.inputs, a.batch)?)
+    } else {
+        None
+    };
     let base = apply(&g, &PassManager::parse(&registry, "")?)?;
-    let y0 = run_batched(&a.model, &data.inputs, a.batch)?.remove(0).1;
-    let dir = std::env::temp_dir().join(format!("bonsai-sens-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let tmp = dir.join("m.onnx");
+    // Compile once with every layer weight and bias as an input; each variant then only runs.
+    let n = data.inputs.values().next().map_or(0, |t| t.shape[0]);
+    let calls = n.div_ceil(a.batch.max(1)).max(1);
+    let mut swap: Vec<String> = base.layers.iter().map(|l| l.weight.clone()).collect();
+    swap.extend(base.biases.keys().cloned());
+    swap.sort();
+    swap.dedup();
+    let model = Swappable::new(&a.model, &data.inputs, n.div_ceil(calls).max(1), &swap)?;
+    let none = BTreeMap::new();
+    let y0 = model.run(&data.inputs, &none)?;
     let mut sparsities = a.sparsities.clone();
     sparsities.sort_by(|x, y| x.partial_cmp(y).expect("finite"));
+    // Each layer's bias, if it has a constant one (bias correction may move it).
+    let bias_of = |layer: &str| -> Option<String> {
+        g.nodes
+            .node_weights()
+            .find(|n| n.name == layer)
+            .and_then(|n| n.inputs.get(2).copied().flatten())
+            .map(|v| g.values[v].name.clone())
+    };
+    // One run of the pass per sparsity prunes every layer at once; with calibration captured
+    // on the original model, each layer's result is what pruning it alone gives.
+    let mut levels = Vec::new();
+    for &s in &sparsities {
+        let pipeline = with(&format!("sparsity={s}"));
+        pm0 = PassManager::parse(&registry, &pipeline)?;
+        pm0.calibration = calibration.take();
+        levels.push((pipeline, apply(&g, &pm0)?));
+        calibration = pm0.calibration.take();
+    }
     let mut table: Vec<Vec<Candidate>> = Vec::new();
     for l in &base.layers {
         let mut row = vec![Candidate {
@@ -95,19 +154,23 @@ pub fn run(a: SensitivityArgs) -> Result<()> {
             bytes: l.bytes_dense.min(l.bytes_csr),
             flops: l.flops_effective,
         }];
-        for &s in &sparsities {
-            let pipeline = format!("prune-magnitude{{layers={}:{s}}}", l.layer);
-            let c = apply(&g, &PassManager::parse(&registry, &pipeline)?)?;
-            let (bytes, _) =
-                bonsai::onnx::export::write_compressed(&a.model, &c.weights, &c.biases, &[], true)?;
-            std::fs::write(&tmp, bytes).with_context(|| tmp.display().to_string())?;
-            let y = run_batched(&tmp, &data.inputs, a.batch)?.remove(0).1;
+        let bias = bias_of(&l.layer);
+        for (s, (pipeline, c)) in sparsities.iter().zip(&levels) {
+            let mut replace = BTreeMap::new();
+            if let Some(w) = c.weights.iter().find(|w| w.name == l.weight) {
+                replace.insert(w.name.clone(), w.value.clone());
+            }
+            if let Some(b) = bias.as_ref().and_then(|b| c.biases.get_key_value(b)) {
+                replace.insert(b.0.clone(), b.1.clone());
+            }
+            let y = model.run(&data.inputs, &replace)?;
             let (error, agreement) = rel_error(&y0, &y);
             let st = c.layers.iter().find(|x| x.layer == l.layer).expect("layer");
             row.push(Candidate {
                 layer: l.layer.clone(),
                 weight: l.weight.clone(),
-                pipeline,
+                pipeline: pipeline
+                    .replace(&format!("sparsity={s}"), &format!("layers={}:{s}", l.layer)),
                 sparsity: st.sparsity,
                 encoding: "f32".into(),
                 error,
@@ -119,7 +182,6 @@ pub fn run(a: SensitivityArgs) -> Result<()> {
         }
         table.push(row);
     }
-    let _ = std::fs::remove_dir_all(&dir);
     // Table: relative output error (top-1 agreement) per layer and sparsity.
     print!("{:<28} {:>9}", "layer (calib error, agree)", "params");
     for s in &sparsities {
@@ -153,10 +215,10 @@ pub fn run(a: SensitivityArgs) -> Result<()> {
             .map(|((row, &i), &p)| row[i].sparsity * p as f64)
             .sum();
         println!(
-            "suggested for {:.0}% ({:.1}% reached): --passes 'prune-magnitude{{layers={}}}'",
+            "suggested for {:.0}% ({:.1}% reached): --passes '{}'",
             t * 100.0,
             100.0 * removed / total as f64,
-            items.join(",")
+            with(&format!("layers={}", items.join(",")))
         );
     }
     if let Some(p) = &a.json {

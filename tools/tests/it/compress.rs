@@ -324,6 +324,161 @@ fn sensitivity_measures_each_layer_and_suggests_an_allocation() {
 }
 
 #[test]
+fn sensitivity_of_sparsegpt_matches_onnxruntime_and_its_allocation_applies() {
+    let d = tempdir("sens-sgpt");
+    mnist_npz(&d, 64, 128);
+    let calib = d.join("calib.npz");
+    let json = d.join("c.json");
+    let o = bonsai_ok(&[
+        "sensitivity",
+        "testdata/models/mnist_cnn_ccexam.onnx",
+        "--calib",
+        calib.to_str().unwrap(),
+        "--pass",
+        "prune-sparsegpt{damp=0.01}",
+        "--sparsities",
+        "0.6,0.9",
+        "--target",
+        "0.7",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let c: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(c.len(), 8, "4 layers x 2 sparsities");
+    // Each measured error is the model output's when that layer alone is pruned by the pass:
+    // prune it with the candidate's own pipeline and let onnxruntime run both models.
+    let worst = c
+        .iter()
+        .max_by(|a, b| {
+            a["error"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&b["error"].as_f64().unwrap())
+        })
+        .unwrap();
+    let pipeline = worst["pipeline"].as_str().unwrap();
+    assert!(
+        pipeline.starts_with("prune-sparsegpt{damp=0.01 layers="),
+        "{pipeline}"
+    );
+    let one = d.join("one.onnx");
+    bonsai_ok(&[
+        "compress",
+        "testdata/models/mnist_cnn_ccexam.onnx",
+        "-o",
+        one.to_str().unwrap(),
+        "--passes",
+        pipeline,
+        "--calib",
+        calib.to_str().unwrap(),
+        "--eval",
+        d.join("eval.npz").to_str().unwrap(),
+    ]);
+    let check = r#"
+import sys, numpy as np, onnxruntime as ort
+x = dict(np.load(sys.argv[3]))
+run = lambda m: ort.InferenceSession(m, providers=["CPUExecutionProvider"]).run(None, x)[0].astype(np.float64)
+y0, y = run(sys.argv[1]), run(sys.argv[2])
+err = ((y - y0) ** 2).sum() / (y0 ** 2).sum()
+want = float(sys.argv[4])
+assert want > 1e-6 and abs(err - want) <= 0.02 * want, (err, want)
+"#;
+    let want = format!("{}", worst["error"].as_f64().unwrap());
+    python_ok(
+        check,
+        &[
+            &root().join("testdata/models/mnist_cnn_ccexam.onnx"),
+            &one,
+            &calib,
+            std::path::Path::new(&want),
+        ],
+    );
+    // The suggestion is a pipeline `compress` runs, gradually, to the suggested sparsities.
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("suggested for 70%"))
+        .expect("suggestion");
+    let passes = line.split('\'').nth(1).expect("quoted pipeline");
+    assert!(
+        passes.starts_with("prune-sparsegpt{damp=0.01 layers="),
+        "{passes}"
+    );
+    let (small, report) = (d.join("s.onnx"), d.join("r.json"));
+    bonsai_ok(&[
+        "compress",
+        "testdata/models/mnist_cnn_ccexam.onnx",
+        "-o",
+        small.to_str().unwrap(),
+        "--passes",
+        passes,
+        "--gradual",
+        "2",
+        "--calib",
+        calib.to_str().unwrap(),
+        "--eval",
+        d.join("eval.npz").to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let list = passes
+        .split("layers=")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('}');
+    for item in list.split(',') {
+        let (layer, sp) = item.rsplit_once(':').unwrap();
+        let l = r["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["layer"] == layer)
+            .unwrap();
+        let got = l["sparsity"].as_f64().unwrap();
+        let want: f64 = sp.parse().unwrap();
+        assert!((got - want).abs() < 0.01, "{layer}: {got} vs {want}");
+    }
+    // Options the command chooses itself, and unknown layers, are named.
+    for (pass, want) in [
+        ("prune-sparsegpt{sparsity=0.5}", "option --pass: 'sparsity'"),
+        (
+            "prune-magnitude,prune-wanda",
+            "option --pass: give one pruning pass",
+        ),
+    ] {
+        let o = bonsai(&[
+            "sensitivity",
+            "testdata/models/mnist_cnn_ccexam.onnx",
+            "--calib",
+            calib.to_str().unwrap(),
+            "--pass",
+            pass,
+        ]);
+        assert!(!o.status.success());
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains(want), "{e}");
+    }
+    let o = bonsai(&[
+        "compress",
+        "testdata/models/mnist_cnn_ccexam.onnx",
+        "-o",
+        d.join("bad.onnx").to_str().unwrap(),
+        "--passes",
+        "prune-sparsegpt{layers=Conv_9:0.5}",
+        "--calib",
+        calib.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("layers") && e.contains("no layer or weight named 'Conv_9'"),
+        "{e}"
+    );
+    assert!(!d.join("bad.onnx").exists());
+}
+
+#[test]
 fn calibration_data_with_wrong_names_or_shapes_is_named() {
     let d = tempdir("calib-bad");
     let out = d.join("x.onnx");
