@@ -243,16 +243,21 @@ pub struct Swappable {
     batch: usize,
     /// The original value of every swappable weight.
     pub weights: BTreeMap<String, Tensor>,
+    /// The first output is the input of the model's final Softmax (the logits), not the model's
+    /// own output.
+    pub logits: bool,
 }
 
 impl Swappable {
     /// Compile `model` for `batch` samples per call (other dims from `sample`), with the
-    /// constant weights named in `swap` as inputs.
+    /// constant weights named in `swap` as inputs. With `logits`, a first output computed by a
+    /// last-axis Softmax/LogSoftmax (through any Identity) is replaced by that Softmax's input.
     pub fn new(
         model: &Path,
         sample: &BTreeMap<String, Tensor>,
         batch: usize,
         swap: &[String],
+        logits: bool,
     ) -> Result<Swappable> {
         let shapes: HashMap<String, Vec<usize>> = sample
             .iter()
@@ -286,10 +291,33 @@ impl Swappable {
             });
             weights.insert(name.clone(), (*t).clone());
         }
+        let mut found = false;
+        if logits {
+            if let Some(&out) = g.outputs.first() {
+                let mut v = out;
+                while let Some(p) = g.values[v].producer {
+                    let node = &g.nodes[p];
+                    let last = g.ty(v).map_or(0, |t| t.shape.len() as i64 - 1);
+                    match node.op.as_str() {
+                        "Identity" => v = node.inputs[0].expect("Identity has an input"),
+                        "Softmax" | "LogSoftmax"
+                            if matches!(node.attrs.int_or("axis", -1), -1)
+                                || node.attrs.int_or("axis", -1) == last =>
+                        {
+                            g.outputs[0] = node.inputs[0].expect("Softmax has an input");
+                            found = true;
+                            break;
+                        }
+                        _ => break,
+                    }
+                }
+            }
+        }
         Ok(Swappable {
             c: Compiled::new(g)?,
             batch,
             weights,
+            logits: found,
         })
     }
 

@@ -1,5 +1,11 @@
 //! `bonsai sensitivity`: each layer's effect on the model output as it is pruned alone, on
 //! calibration data; a table, JSON candidates, an SVG plot and a suggested allocation.
+//!
+//! For a classifier whose output is a Softmax, the error is measured on the logits (the
+//! Softmax input), centred per sample: saturated probabilities would let the few samples near
+//! a decision boundary decide the whole allocation (on ppocr, an allocation chosen on the
+//! probabilities lost 5 points of agreement under a gradual schedule where one chosen on the
+//! logits lost none).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -44,6 +50,17 @@ pub struct SensitivityArgs {
     svg: Option<PathBuf>,
     #[command(flatten)]
     shapes: super::ShapeArgs,
+}
+
+/// Each row (last axis) minus its mean: Softmax ignores a shift common to all classes.
+fn centred(t: &Tensor) -> Tensor {
+    let c = (*t.shape.last().unwrap_or(&1)).max(1);
+    let mut v = t.to_f64_vec();
+    for row in v.chunks_mut(c) {
+        let m = row.iter().sum::<f64>() / c as f64;
+        row.iter_mut().for_each(|x| *x -= m);
+    }
+    Tensor::from_f64(t.dtype(), t.shape.clone(), &v)
 }
 
 fn rel_error(y0: &Tensor, y: &Tensor) -> (f64, f64) {
@@ -117,9 +134,26 @@ pub fn run(a: SensitivityArgs) -> Result<()> {
     swap.extend(base.biases.keys().cloned());
     swap.sort();
     swap.dedup();
-    let model = Swappable::new(&a.model, &data.inputs, n.div_ceil(calls).max(1), &swap)?;
+    let model = Swappable::new(
+        &a.model,
+        &data.inputs,
+        n.div_ceil(calls).max(1),
+        &swap,
+        true,
+    )?;
+    if model.logits {
+        eprintln!(
+            "sensitivity: measuring the logits (the input of the final Softmax, centred per sample)"
+        );
+    }
+    let what = if model.logits {
+        "model-logits"
+    } else {
+        "model-output"
+    };
+    let measure = |t: Tensor| if model.logits { centred(&t) } else { t };
     let none = BTreeMap::new();
-    let y0 = model.run(&data.inputs, &none)?;
+    let y0 = measure(model.run(&data.inputs, &none)?);
     let mut sparsities = a.sparsities.clone();
     sparsities.sort_by(|x, y| x.partial_cmp(y).expect("finite"));
     // Each layer's bias, if it has a constant one (bias correction may move it).
@@ -137,11 +171,20 @@ pub fn run(a: SensitivityArgs) -> Result<()> {
         let pipeline = with(&format!("sparsity={s}"));
         pm0 = PassManager::parse(&registry, &pipeline)?;
         pm0.calibration = calibration.take();
+        eprintln!("sensitivity: {pipeline}");
         levels.push((pipeline, apply(&g, &pm0)?));
         calibration = pm0.calibration.take();
     }
     let mut table: Vec<Vec<Candidate>> = Vec::new();
-    for l in &base.layers {
+    let t0 = std::time::Instant::now();
+    for (i, l) in base.layers.iter().enumerate() {
+        eprintln!(
+            "sensitivity: layer {}/{} {} ({:.0} s)",
+            i + 1,
+            base.layers.len(),
+            l.layer,
+            t0.elapsed().as_secs_f64()
+        );
         let mut row = vec![Candidate {
             layer: l.layer.clone(),
             weight: l.weight.clone(),
@@ -149,7 +192,7 @@ pub fn run(a: SensitivityArgs) -> Result<()> {
             sparsity: l.sparsity,
             encoding: "f32".into(),
             error: 0.0,
-            measured: "model-output",
+            measured: what,
             agreement: Some(1.0),
             bytes: l.bytes_dense.min(l.bytes_csr),
             flops: l.flops_effective,
@@ -163,7 +206,7 @@ pub fn run(a: SensitivityArgs) -> Result<()> {
             if let Some(b) = bias.as_ref().and_then(|b| c.biases.get_key_value(b)) {
                 replace.insert(b.0.clone(), b.1.clone());
             }
-            let y = model.run(&data.inputs, &replace)?;
+            let y = measure(model.run(&data.inputs, &replace)?);
             let (error, agreement) = rel_error(&y0, &y);
             let st = c.layers.iter().find(|x| x.layer == l.layer).expect("layer");
             row.push(Candidate {
@@ -174,7 +217,7 @@ pub fn run(a: SensitivityArgs) -> Result<()> {
                 sparsity: st.sparsity,
                 encoding: "f32".into(),
                 error,
-                measured: "model-output",
+                measured: what,
                 agreement: Some(agreement),
                 bytes: st.bytes_dense.min(st.bytes_csr),
                 flops: st.flops_effective,

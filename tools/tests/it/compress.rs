@@ -479,6 +479,72 @@ assert want > 1e-6 and abs(err - want) <= 0.02 * want, (err, want)
 }
 
 #[test]
+fn sensitivity_measures_softmax_classifiers_on_their_centred_logits() {
+    // tiny_cnn ends in Gemm -> Softmax: the error is the logits' (centred per sample).
+    let d = tempdir("sens-logits");
+    let calib = d.join("calib.npz");
+    let prep = r#"
+import sys, numpy as np
+np.savez(sys.argv[1], x=np.random.default_rng(3).normal(size=(16, 1, 8, 8)).astype(np.float32))
+"#;
+    python_ok(prep, &[&calib]);
+    let json = d.join("c.json");
+    let o = bonsai_ok(&[
+        "sensitivity",
+        "testdata/small/tiny_cnn.onnx",
+        "--calib",
+        calib.to_str().unwrap(),
+        "--sparsities",
+        "0.5",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("measuring the logits"));
+    let c: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let gemm = c
+        .iter()
+        .find(|c| c["layer"].as_str().unwrap().starts_with("Gemm"))
+        .unwrap();
+    assert_eq!(gemm["measured"], "model-logits");
+    let one = d.join("one.onnx");
+    bonsai_ok(&[
+        "compress",
+        "testdata/small/tiny_cnn.onnx",
+        "-o",
+        one.to_str().unwrap(),
+        "--passes",
+        gemm["pipeline"].as_str().unwrap(),
+        "--shape",
+        "x=1x1x8x8",
+    ]);
+    let check = r#"
+import sys, onnx, numpy as np, onnxruntime as ort
+x = dict(np.load(sys.argv[3]))
+def logits(path):
+    m = onnx.load(path)
+    sm = [n for n in m.graph.node if n.op_type == "Softmax"][0]
+    m.graph.output.append(onnx.helper.make_empty_tensor_value_info(sm.input[0]))
+    s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    l = s.run([sm.input[0]], x)[0].astype(np.float64)
+    return l - l.mean(axis=-1, keepdims=True)
+y0, y = logits(sys.argv[1]), logits(sys.argv[2])
+err = ((y - y0) ** 2).sum() / (y0 ** 2).sum()
+want = float(sys.argv[4])
+assert want > 1e-6 and abs(err - want) <= 0.02 * want, (err, want)
+"#;
+    let want = format!("{}", gemm["error"].as_f64().unwrap());
+    python_ok(
+        check,
+        &[
+            &root().join("testdata/small/tiny_cnn.onnx"),
+            &one,
+            &calib,
+            std::path::Path::new(&want),
+        ],
+    );
+}
+
+#[test]
 fn calibration_data_with_wrong_names_or_shapes_is_named() {
     let d = tempdir("calib-bad");
     let out = d.join("x.onnx");
