@@ -23,6 +23,11 @@ pub struct SensitivityArgs {
     /// Calibration inputs (np.savez keyed by graph input name, first dim = samples).
     #[arg(long)]
     calib: PathBuf,
+    /// Measure the output error on these samples instead of the calibration ones. Passes that
+    /// fit the calibration data (prune-sparsegpt with fewer calibration rows than a layer's
+    /// inputs) look better on it than they are: measure on other samples.
+    #[arg(long)]
+    measure: Option<PathBuf>,
     /// The pruning pass whose per-layer results are measured, with any options other than the
     /// sparsity, e.g. 'prune-sparsegpt{damp=0.002}'. Each layer is pruned alone (one shot,
     /// calibrated on --calib where the pass needs it) and the model output compared with the
@@ -96,6 +101,10 @@ pub fn run(a: SensitivityArgs) -> Result<()> {
     bind.extend(super::parse_shapes(&a.shapes.shapes)?);
     let g = load_default_bound(&a.model, &bind)?;
     let data = EvalData::from_npz(&a.calib, &g)?;
+    let held = match &a.measure {
+        Some(p) => EvalData::from_npz(p, &g)?,
+        None => EvalData::from_npz(&a.calib, &g)?,
+    };
     let registry = bonsai_passes::registry();
     let els = bonsai::pass::parse_pipeline(&a.pass)?;
     let [el] = els.as_slice() else {
@@ -128,7 +137,13 @@ pub fn run(a: SensitivityArgs) -> Result<()> {
     };
     let base = apply(&g, &PassManager::parse(&registry, "")?)?;
     // Compile once with every layer weight and bias as an input; each variant then only runs.
-    let n = data.inputs.values().next().map_or(0, |t| t.shape[0]);
+    if calibration.is_some() && a.measure.is_none() {
+        eprintln!(
+            "sensitivity: measuring on the calibration samples {} fits; --measure OTHER.npz shows where it overfits",
+            el.name
+        );
+    }
+    let n = held.inputs.values().next().map_or(0, |t| t.shape[0]);
     let calls = n.div_ceil(a.batch.max(1)).max(1);
     let mut swap: Vec<String> = base.layers.iter().map(|l| l.weight.clone()).collect();
     swap.extend(base.biases.keys().cloned());
@@ -136,7 +151,7 @@ pub fn run(a: SensitivityArgs) -> Result<()> {
     swap.dedup();
     let model = Swappable::new(
         &a.model,
-        &data.inputs,
+        &held.inputs,
         n.div_ceil(calls).max(1),
         &swap,
         true,
@@ -153,7 +168,7 @@ pub fn run(a: SensitivityArgs) -> Result<()> {
     };
     let measure = |t: Tensor| if model.logits { centred(&t) } else { t };
     let none = BTreeMap::new();
-    let y0 = measure(model.run(&data.inputs, &none)?);
+    let y0 = measure(model.run(&held.inputs, &none)?);
     let mut sparsities = a.sparsities.clone();
     sparsities.sort_by(|x, y| x.partial_cmp(y).expect("finite"));
     // Each layer's bias, if it has a constant one (bias correction may move it).
@@ -206,7 +221,7 @@ pub fn run(a: SensitivityArgs) -> Result<()> {
             if let Some(b) = bias.as_ref().and_then(|b| c.biases.get_key_value(b)) {
                 replace.insert(b.0.clone(), b.1.clone());
             }
-            let y = measure(model.run(&data.inputs, &replace)?);
+            let y = measure(model.run(&held.inputs, &replace)?);
             let (error, agreement) = rel_error(&y0, &y);
             let st = c.layers.iter().find(|x| x.layer == l.layer).expect("layer");
             row.push(Candidate {

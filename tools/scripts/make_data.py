@@ -3,7 +3,7 @@
 
     make_data.py ppocr OUT_DIR [N [SEED]]   text lines (N, 3, 48, 192), half upside down, labels 0/1
     make_data.py rapid OUT_DIR [N [SEED]]   text pages (N, 3, 224, 224) rotated by label*90 clockwise
-    make_data.py mnist OUT_DIR              mnist_5k: first 256 -> calib.npz, other 4744 -> eval.npz
+    make_data.py mnist OUT_DIR              mnist_5k: 256 spread over the file -> calib.npz, other 4744 -> eval.npz
 
 Writes OUT_DIR/calib.npz (first quarter) and OUT_DIR/eval.npz (the rest, with labels). A SEED
 other than the default (ppocr 1, rapid 2) draws different texts: a validation set for choosing
@@ -77,7 +77,14 @@ def main():
     os.makedirs(out, exist_ok=True)
     if kind == "mnist":
         x, y = mnist()
-        cut = 256
+        # mnist_5k is sorted by label (500 zeros, then 500 ones, ...): its first 256 images are
+        # all zeros. Calibrate on 256 images spread evenly over the file (25-26 per class).
+        calib = np.linspace(0, len(y) - 1, 256).round().astype(int)
+        rest = np.setdiff1d(np.arange(len(y)), calib)
+        np.savez(os.path.join(out, "calib.npz"), **{k: v[calib] for k, v in x.items()})
+        np.savez(os.path.join(out, "eval.npz"), labels=y[rest], **{k: v[rest] for k, v in x.items()})
+        print(f"mnist: 256 calibration (every class), {len(rest)} held-out samples in {out}")
+        return
     else:
         n = int(sys.argv[3]) if len(sys.argv) > 3 else 100
         seed = [int(sys.argv[4])] if len(sys.argv) > 4 else []

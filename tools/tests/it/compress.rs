@@ -5,17 +5,21 @@ use std::process::Command;
 
 use super::{bonsai, bonsai_ok, python_ok, root, tempdir};
 
-/// `dir/calib.npz` with the first `calib` mnist_5k digits, `dir/eval.npz` with the rest of the
-/// first `total` (and their labels).
+/// `dir/calib.npz` with `calib` mnist_5k digits and `dir/eval.npz` with `total - calib` others
+/// (and their labels), all spread evenly over the file: it is sorted by label, so its first
+/// rows are all zeros.
 fn mnist_npz(dir: &std::path::Path, calib: usize, total: usize) {
     let prep = r#"
 import gzip, sys, numpy as np
 n, total = int(sys.argv[3]), int(sys.argv[4])
-rows = np.loadtxt(gzip.open(sys.argv[1]), delimiter=",", max_rows=total)
+rows = np.loadtxt(gzip.open(sys.argv[1]), delimiter=",")
+rows = rows[np.linspace(0, len(rows) - 1, total).round().astype(int)]
 x = ((rows[:, :784].reshape(-1, 1, 28, 28) / 255.0 - 0.1307) / 0.3081).astype(np.float32)
 y = rows[:, 784].astype(np.int64)
-np.savez(sys.argv[2] + "/calib.npz", input=x[:n])
-np.savez(sys.argv[2] + "/eval.npz", input=x[n:], labels=y[n:])
+c = np.linspace(0, total - 1, n).round().astype(int)
+rest = np.setdiff1d(np.arange(total), c)
+np.savez(sys.argv[2] + "/calib.npz", input=x[c])
+np.savez(sys.argv[2] + "/eval.npz", input=x[rest], labels=y[rest])
 "#;
     let st = Command::new("python3")
         .arg("-c")
@@ -97,7 +101,7 @@ print("ok", acc, agree)
     );
 }
 
-/// Run `bonsai compress` on the first mnist_5k digits and check the result independently
+/// Run `bonsai compress` on mnist_5k digits and check the result independently
 /// (tools/scripts/check_compressed.py: onnxruntime decodes the weights and runs the model).
 fn compress_and_check(tag: &str, args: &[&str], expect: &[&str]) -> String {
     let d = tempdir(tag);
@@ -651,16 +655,27 @@ fn channel_pruning_writes_a_genuinely_smaller_model() {
 
 #[test]
 fn gradual_schedule_reaches_the_target_and_verifies_against_the_original() {
+    // (Wanda at a uniform 80% collapses this model, -70 pt on mnist_5k: allocate by
+    // sensitivity.)
     let out = compress_and_check(
         "gradual",
-        &["--passes", "prune-wanda{sparsity=0.8}", "--gradual", "2"],
-        &["min_agreement=0.9"],
+        &[
+            "--passes",
+            "prune-wanda{sparsity=0.8 granularity=sensitivity}",
+            "--gradual",
+            "2",
+        ],
+        &["min_agreement=0.95"],
     );
-    // Wanda's per-row floor(s * k) lands a hair under the target.
-    assert!(
-        out.contains("sparsity 79.") || out.contains("sparsity 80.0%"),
-        "{out}"
-    );
+    // Each step allocates afresh and zeros stay zero, so the result may pass the target a
+    // little; Wanda's per-row floor(s * k) may land a hair under it.
+    let s: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("sparsity "))
+        .and_then(|t| t.split('%').next())
+        .and_then(|t| t.parse().ok())
+        .expect("sparsity in the summary");
+    assert!((79.0..83.0).contains(&s), "{out}");
 }
 
 #[test]
