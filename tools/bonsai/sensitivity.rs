@@ -2,10 +2,10 @@
 //! calibration data; a table, JSON candidates, an SVG plot and a suggested allocation.
 //!
 //! For a classifier whose output is a Softmax, the error is measured on the logits (the
-//! Softmax input), centred per sample: saturated probabilities would let the few samples near
-//! a decision boundary decide the whole allocation (on ppocr, an allocation chosen on the
-//! probabilities lost 5 points of agreement under a gradual schedule where one chosen on the
-//! logits lost none).
+//! Softmax input), centred per sample: saturated probabilities let the few samples near a
+//! decision boundary decide the whole allocation. (ppocr at 50%, 900 validation lines: the
+//! allocation chosen on the probabilities gave agreement 0.978 in one shot and 0.931 with
+//! `--gradual 8`; the one chosen on the logits 0.984 both ways.)
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
