@@ -259,17 +259,7 @@ impl Swappable {
         swap: &[String],
         logits: bool,
     ) -> Result<Swappable> {
-        let shapes: HashMap<String, Vec<usize>> = sample
-            .iter()
-            .map(|(k, t)| {
-                let mut s = t.shape.clone();
-                if !s.is_empty() {
-                    s[0] = batch;
-                }
-                (k.clone(), s)
-            })
-            .collect();
-        let mut g = load_bound(model, &shapes)?;
+        let mut g = load_bound(model, &batch_shapes(sample, batch))?;
         let mut weights = BTreeMap::new();
         for name in swap {
             let v = g.value_by_name(name).ok_or_else(|| Error::Model {
@@ -328,46 +318,21 @@ impl Swappable {
         inputs: &BTreeMap<String, Tensor>,
         replace: &BTreeMap<String, Tensor>,
     ) -> Result<Tensor> {
-        let n = inputs
-            .values()
-            .next()
-            .map(|t| t.shape.first().copied().unwrap_or(1))
-            .unwrap_or(0);
-        let b = self.batch;
-        let mut out: Vec<f64> = Vec::new();
-        let mut shape = Vec::new();
-        let mut dtype = crate::graph::DType::F32;
-        let mut start = 0;
-        while start < n {
-            let take = b.min(n - start);
-            let mut chunk: BTreeMap<String, Tensor> = inputs
-                .iter()
-                .map(|(k, t)| (k.clone(), slice_rows(t, start, take, b)))
-                .collect();
-            for (k, t) in &self.weights {
-                let t = replace.get(k).unwrap_or(t);
-                if t.shape != self.weights[k].shape {
-                    return Err(Error::input(
-                        k,
-                        format!(
-                            "shape {:?}, the weight is {:?}",
-                            t.shape, self.weights[k].shape
-                        ),
-                    ));
-                }
-                chunk.insert(k.clone(), t.clone());
+        let mut weights = self.weights.clone();
+        for (k, t) in replace {
+            let Some(w) = weights.get_mut(k) else {
+                return Err(Error::input(k, "is not one of the swappable weights"));
+            };
+            if t.shape != w.shape {
+                return Err(Error::input(
+                    k,
+                    format!("shape {:?}, the weight is {:?}", t.shape, w.shape),
+                ));
             }
-            let t = self.c.run_named(&chunk)?.remove(0).1;
-            let per = t.len() / b.max(1);
-            out.extend_from_slice(&t.to_f64_vec()[..per * take]);
-            shape = t.shape.clone();
-            dtype = t.dtype();
-            start += take;
+            *w = t.clone();
         }
-        if !shape.is_empty() {
-            shape[0] = n;
-        }
-        Ok(Tensor::from_f64(dtype, shape, &out))
+        let mut outs = run_in_batches(&self.c, inputs, self.batch, &weights)?;
+        Ok(outs.remove(0).1)
     }
 }
 
@@ -395,7 +360,13 @@ pub fn run_batched(
         }
     }
     let b = batch.clamp(1, n.max(1));
-    let shapes: HashMap<String, Vec<usize>> = inputs
+    let c = Compiled::new(load_bound(model, &batch_shapes(inputs, b))?)?;
+    run_in_batches(&c, inputs, b, &BTreeMap::new())
+}
+
+/// `inputs`' shapes with the first (sample) dim set to `b`.
+fn batch_shapes(inputs: &BTreeMap<String, Tensor>, b: usize) -> HashMap<String, Vec<usize>> {
+    inputs
         .iter()
         .map(|(k, t)| {
             let mut s = t.shape.clone();
@@ -404,8 +375,22 @@ pub fn run_batched(
             }
             (k.clone(), s)
         })
-        .collect();
-    let c = Compiled::new(load_bound(model, &shapes)?)?;
+        .collect()
+}
+
+/// Run `c` (compiled for `b` samples per call) over `inputs`, the last call zero-padded, with
+/// `fixed` added to every call; every output concatenated along the first dim.
+fn run_in_batches(
+    c: &Compiled,
+    inputs: &BTreeMap<String, Tensor>,
+    b: usize,
+    fixed: &BTreeMap<String, Tensor>,
+) -> Result<Vec<(String, Tensor)>> {
+    let n = inputs
+        .values()
+        .next()
+        .map(|t| t.shape.first().copied().unwrap_or(1))
+        .unwrap_or(0);
     let mut outs: Vec<(String, Vec<f64>, Vec<usize>, crate::graph::DType)> = Vec::new();
     let mut start = 0;
     while start < n {
@@ -413,6 +398,7 @@ pub fn run_batched(
         let chunk: BTreeMap<String, Tensor> = inputs
             .iter()
             .map(|(k, t)| (k.clone(), slice_rows(t, start, take, b)))
+            .chain(fixed.iter().map(|(k, t)| (k.clone(), t.clone())))
             .collect();
         for (i, (name, t)) in c.run_named(&chunk)?.into_iter().enumerate() {
             let per = t.len() / b.max(1);
