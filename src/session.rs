@@ -343,11 +343,7 @@ pub fn run_batched(
     inputs: &BTreeMap<String, Tensor>,
     batch: usize,
 ) -> Result<Vec<(String, Tensor)>> {
-    let n = inputs
-        .values()
-        .next()
-        .map(|t| t.shape.first().copied().unwrap_or(1))
-        .unwrap_or(0);
+    let n = samples(inputs);
     for (k, t) in inputs {
         if t.shape.first().copied().unwrap_or(1) != n {
             return Err(Error::input(
@@ -362,6 +358,15 @@ pub fn run_batched(
     let b = batch.clamp(1, n.max(1));
     let c = Compiled::new(load_bound(model, &batch_shapes(inputs, b))?)?;
     run_in_batches(&c, inputs, b, &BTreeMap::new())
+}
+
+/// Samples in `inputs`: the first dim of the first input (0 without inputs).
+fn samples(inputs: &BTreeMap<String, Tensor>) -> usize {
+    inputs
+        .values()
+        .next()
+        .map(|t| t.shape.first().copied().unwrap_or(1))
+        .unwrap_or(0)
 }
 
 /// `inputs`' shapes with the first (sample) dim set to `b`.
@@ -386,11 +391,7 @@ fn run_in_batches(
     b: usize,
     fixed: &BTreeMap<String, Tensor>,
 ) -> Result<Vec<(String, Tensor)>> {
-    let n = inputs
-        .values()
-        .next()
-        .map(|t| t.shape.first().copied().unwrap_or(1))
-        .unwrap_or(0);
+    let n = samples(inputs);
     let mut outs: Vec<(String, Vec<f64>, Vec<usize>, crate::graph::DType)> = Vec::new();
     let mut start = 0;
     while start < n {
