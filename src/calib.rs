@@ -123,6 +123,61 @@ struct Site {
     dil: Vec<i64>,
     pads: Vec<i64>,
     k: usize,
+    /// The layer's constant bias (Conv/Gemm input 2), if any.
+    bias: Option<String>,
+}
+
+/// Every Conv/Gemm/MatMul with a constant float weight, in graph order.
+fn find_sites(g: &crate::graph::Graph) -> Vec<Site> {
+    let mut sites = Vec::new();
+    for node in g.nodes.node_weights() {
+        if !matches!(node.op.as_str(), "Conv" | "Gemm" | "MatMul") {
+            continue;
+        }
+        let (Some(x), Some(w)) = (node.inputs[0], node.inputs.get(1).copied().flatten()) else {
+            continue;
+        };
+        let Some(wt) = g.konst(w) else { continue };
+        if !wt.dtype().is_float() || (node.op == "MatMul" && wt.shape.len() != 2) {
+            continue;
+        }
+        let a = &node.attrs;
+        let groups = if node.op == "Conv" {
+            a.int_or("group", 1) as usize
+        } else {
+            1
+        };
+        let k = match node.op.as_str() {
+            "Conv" => wt.shape[1..].iter().product(),
+            "Gemm" if a.int_or("transB", 0) != 0 => wt.shape[1],
+            _ => wt.shape[0],
+        };
+        let bias = match node.op.as_str() {
+            "Conv" | "Gemm" => node
+                .inputs
+                .get(2)
+                .copied()
+                .flatten()
+                .filter(|&b| g.konst(b).is_some())
+                .map(|b| g.values[b].name.clone()),
+            _ => None,
+        };
+        let ints = |k: &str| a.ints(k).map(|v| v.to_vec()).unwrap_or_default();
+        sites.push(Site {
+            weight: g.values[w].name.clone(),
+            x,
+            op: node.op.clone(),
+            groups,
+            trans_a: a.int_or("transA", 0) != 0,
+            kernel: ints("kernel").iter().map(|&v| v as usize).collect(),
+            strides: ints("strides"),
+            dil: ints("dilations"),
+            pads: ints("pads"),
+            k,
+            bias,
+        });
+    }
+    sites
 }
 
 /// Run `model` on `inputs` (first dim = samples) `batch` samples at a time and gather the
@@ -150,43 +205,7 @@ pub fn capture(
         })
         .collect();
     let mut g = load_bound(model, &shapes)?;
-    let mut sites = Vec::new();
-    for node in g.nodes.node_weights() {
-        if !matches!(node.op.as_str(), "Conv" | "Gemm" | "MatMul") {
-            continue;
-        }
-        let (Some(x), Some(w)) = (node.inputs[0], node.inputs.get(1).copied().flatten()) else {
-            continue;
-        };
-        let Some(wt) = g.konst(w) else { continue };
-        if !wt.dtype().is_float() || (node.op == "MatMul" && wt.shape.len() != 2) {
-            continue;
-        }
-        let a = &node.attrs;
-        let groups = if node.op == "Conv" {
-            a.int_or("group", 1) as usize
-        } else {
-            1
-        };
-        let k = match node.op.as_str() {
-            "Conv" => wt.shape[1..].iter().product(),
-            "Gemm" if a.int_or("transB", 0) != 0 => wt.shape[1],
-            _ => wt.shape[0],
-        };
-        let ints = |k: &str| a.ints(k).map(|v| v.to_vec()).unwrap_or_default();
-        sites.push(Site {
-            weight: g.values[w].name.clone(),
-            x,
-            op: node.op.clone(),
-            groups,
-            trans_a: a.int_or("transA", 0) != 0,
-            kernel: ints("kernel").iter().map(|&v| v as usize).collect(),
-            strides: ints("strides"),
-            dil: ints("dilations"),
-            pads: ints("pads"),
-            k,
-        });
-    }
+    let sites = find_sites(&g);
     // Expose every layer input as an extra output.
     let first_extra = g.outputs.len();
     let mut extra: Vec<ValueId> = Vec::new();
@@ -252,83 +271,312 @@ fn add_gram(gram: &mut [f64], sum: &mut [f64], k: usize, rows: &[f64], nrows: us
     }
 }
 
-fn accumulate(s: &Site, x: &Tensor, take: usize, lc: &mut LayerCalib) {
-    let v = x.to_f64_vec();
-    const CHUNK: usize = 4096;
-    match s.op.as_str() {
-        "Conv" => {
-            let (cin, sp) = (x.shape[1], &x.shape[2..]);
-            let r = sp.len();
-            let cg = cin / s.groups;
-            let xs = strides(&x.shape);
-            // Output spatial sizes.
-            let osp: Vec<usize> = (0..r)
-                .map(|i| {
-                    let ext = (s.kernel[i] as i64 - 1) * s.dil[i] + 1;
-                    ((sp[i] as i64 + s.pads[i] + s.pads[i + r] - ext) / s.strides[i] + 1) as usize
-                })
-                .collect();
-            for gi in 0..s.groups {
-                let mut buf = Vec::with_capacity(CHUNK * s.k);
-                let mut nrows = 0;
-                for nb in 0..take {
-                    for_each_index(&osp, |o| {
-                        for c in 0..cg {
-                            for_each_index(&s.kernel, |kk| {
-                                let mut off = nb * xs[0] + (gi * cg + c) * xs[1];
-                                let mut inside = true;
-                                for i in 0..r {
-                                    let p = o[i] as i64 * s.strides[i] + kk[i] as i64 * s.dil[i]
-                                        - s.pads[i];
-                                    if p < 0 || p >= sp[i] as i64 {
-                                        inside = false;
-                                        break;
-                                    }
-                                    off += p as usize * xs[2 + i];
-                                }
-                                buf.push(if inside { v[off] } else { 0.0 });
-                            });
+/// Samples per block of im2col rows (bounds the memory of one block).
+const SAMPLES_PER_BLOCK: usize = 8;
+
+/// The rows (im2col patches for a convolution, in the weight's reduction order) that group
+/// `gi`'s weight multiplies for samples `s0..s1` of layer input `v` (shape `shape`);
+/// row-major, `s.k` values per row.
+fn conv_rows(s: &Site, v: &[f64], shape: &[usize], s0: usize, s1: usize, gi: usize) -> Vec<f64> {
+    let (cin, sp) = (shape[1], &shape[2..]);
+    let r = sp.len();
+    let cg = cin / s.groups;
+    let xs = strides(shape);
+    let osp = conv_out(s, sp);
+    let mut buf = Vec::with_capacity((s1 - s0) * osp.iter().product::<usize>() * s.k);
+    if r == 2 {
+        // The common case without the generic index walk (calibration spends its time here).
+        let (h, w) = (sp[0] as i64, sp[1] as i64);
+        let (kh, kw) = (s.kernel[0], s.kernel[1]);
+        for nb in s0..s1 {
+            for oy in 0..osp[0] as i64 {
+                for ox in 0..osp[1] as i64 {
+                    for c in 0..cg {
+                        let base = nb * xs[0] + (gi * cg + c) * xs[1];
+                        for ky in 0..kh as i64 {
+                            let iy = oy * s.strides[0] + ky * s.dil[0] - s.pads[0];
+                            if iy < 0 || iy >= h {
+                                buf.extend(std::iter::repeat_n(0.0, kw));
+                                continue;
+                            }
+                            let row = base + iy as usize * xs[2];
+                            for kx in 0..kw as i64 {
+                                let ix = ox * s.strides[1] + kx * s.dil[1] - s.pads[1];
+                                buf.push(if ix < 0 || ix >= w { 0.0 } else { v[row + ix as usize] });
+                            }
                         }
-                        nrows += 1;
-                        if nrows == CHUNK {
-                            add_gram(&mut lc.gram[gi], &mut lc.sum[gi], s.k, &buf, nrows);
-                            buf.clear();
-                            nrows = 0;
-                        }
-                    });
+                    }
                 }
-                add_gram(&mut lc.gram[gi], &mut lc.sum[gi], s.k, &buf, nrows);
             }
-            lc.rows += take * osp.iter().product::<usize>();
         }
-        _ => {
-            // Gemm A [B, K] (or [K, B] with transA); MatMul X [B, ..., K].
-            let k = s.k;
-            let (rows, data): (usize, Vec<f64>) = if s.op == "Gemm" && s.trans_a {
-                let bcols = x.shape[1];
-                (
-                    take,
-                    (0..take)
-                        .flat_map(|i| (0..k).map(move |j| (i, j)))
-                        .map(|(i, j)| v[j * bcols + i])
-                        .collect(),
-                )
-            } else {
-                let per_sample = x.len() / x.shape[0].max(1);
-                let rows = take * per_sample / k;
-                (rows, v[..rows * k].to_vec())
-            };
-            for c in (0..rows).step_by(CHUNK) {
-                let e = (c + CHUNK).min(rows);
-                add_gram(
-                    &mut lc.gram[0],
-                    &mut lc.sum[0],
-                    k,
-                    &data[c * k..e * k],
-                    e - c,
-                );
+        return buf;
+    }
+    for nb in s0..s1 {
+        for_each_index(&osp, |o| {
+            for c in 0..cg {
+                for_each_index(&s.kernel, |kk| {
+                    let mut off = nb * xs[0] + (gi * cg + c) * xs[1];
+                    let mut inside = true;
+                    for i in 0..r {
+                        let p = o[i] as i64 * s.strides[i] + kk[i] as i64 * s.dil[i] - s.pads[i];
+                        if p < 0 || p >= sp[i] as i64 {
+                            inside = false;
+                            break;
+                        }
+                        off += p as usize * xs[2 + i];
+                    }
+                    buf.push(if inside { v[off] } else { 0.0 });
+                });
             }
-            lc.rows += rows;
+        });
+    }
+    buf
+}
+
+/// Output spatial sizes of a convolution site on input spatial sizes `sp`.
+fn conv_out(s: &Site, sp: &[usize]) -> Vec<usize> {
+    let r = sp.len();
+    (0..r)
+        .map(|i| {
+            let ext = (s.kernel[i] as i64 - 1) * s.dil[i] + 1;
+            ((sp[i] as i64 + s.pads[i] + s.pads[i + r] - ext) / s.strides[i] + 1) as usize
+        })
+        .collect()
+}
+
+/// The rows a Gemm/MatMul weight multiplies for the first `take` samples: A [B, K] (or
+/// [K, B] with transA), X [B, ..., K].
+fn gemm_rows(s: &Site, v: &[f64], shape: &[usize], take: usize) -> Vec<f64> {
+    let k = s.k;
+    if s.op == "Gemm" && s.trans_a {
+        let bcols = shape[1];
+        (0..take)
+            .flat_map(|i| (0..k).map(move |j| (i, j)))
+            .map(|(i, j)| v[j * bcols + i])
+            .collect()
+    } else {
+        let per_sample = v.len() / shape[0].max(1);
+        v[..take * per_sample / k * k].to_vec()
+    }
+}
+
+/// Calls `f(group, rows)` with blocks of the rows `s`'s weight multiplies on the first `take`
+/// samples of layer input `x`.
+fn for_each_block(s: &Site, x: &Tensor, take: usize, mut f: impl FnMut(usize, &[f64])) {
+    let v = x.to_f64_vec();
+    if s.op == "Conv" {
+        for gi in 0..s.groups {
+            for s0 in (0..take).step_by(SAMPLES_PER_BLOCK) {
+                let rows = conv_rows(s, &v, &x.shape, s0, (s0 + SAMPLES_PER_BLOCK).min(take), gi);
+                f(gi, &rows);
+            }
+        }
+    } else {
+        let rows = gemm_rows(s, &v, &x.shape, take);
+        for block in rows.chunks(4096 * s.k) {
+            f(0, block);
+        }
+    }
+}
+
+fn accumulate(s: &Site, x: &Tensor, take: usize, lc: &mut LayerCalib) {
+    let k = s.k;
+    for_each_block(s, x, take, |gi, rows| {
+        add_gram(&mut lc.gram[gi], &mut lc.sum[gi], k, rows, rows.len() / k);
+        lc.rows += if gi == 0 { rows.len() / k } else { 0 };
+    });
+}
+
+/// Paired statistics of one layer for reconstruction towards a reference model. With X the
+/// rows the layer's weight multiplies in the model being compressed and Y the same rows in
+/// the reference model, on the same calibration inputs (per convolution group):
+/// `gram` = X^T X, `cross` = X^T Y, `sum` / `sum_ref` = the column sums of X / Y, and `rows`.
+/// The weight W' minimising ||X W'^T - Y W^T||^2 solves gram W'^T = cross W^T.
+#[derive(Clone, Debug)]
+pub struct Paired {
+    pub groups: usize,
+    pub k: usize,
+    pub gram: Vec<Vec<f64>>,
+    pub cross: Vec<Vec<f64>>,
+    pub sum: Vec<Vec<f64>>,
+    pub sum_ref: Vec<Vec<f64>>,
+    pub rows: usize,
+}
+
+/// A reference model (the original, before compression) compiled once with every layer
+/// weight and constant bias as an input and every layer's input as an output, plus the
+/// calibration inputs: [`Reference::paired`] runs it with the compressed model's weights and
+/// with its own, and returns a layer's [`Paired`] statistics. Sequential reconstruction
+/// (the `refit` pass) calls it layer by layer, so each layer sees what the layers before it
+/// became.
+pub struct Reference {
+    c: Compiled,
+    batch: usize,
+    sites: Vec<Site>,
+    /// The reference's value of every weight and bias, by name.
+    pub original: BTreeMap<String, Tensor>,
+    inputs: BTreeMap<String, Tensor>,
+    /// Output buffers reused from run to run.
+    outs: std::cell::RefCell<Vec<Tensor>>,
+}
+
+impl Reference {
+    /// Compile `model` for `batch` samples per call; `inputs` are the calibration data.
+    pub fn new(
+        model: &Path,
+        inputs: &BTreeMap<String, Tensor>,
+        batch: usize,
+    ) -> Result<Reference> {
+        let n = inputs
+            .values()
+            .next()
+            .map(|t| t.shape.first().copied().unwrap_or(1))
+            .unwrap_or(0);
+        if n == 0 {
+            return Err(Error::input("<calibration>", "no samples"));
+        }
+        // As few calls as `batch` allows, evenly sized (little zero padding in the last).
+        let calls = n.div_ceil(batch.max(1));
+        let b = n.div_ceil(calls);
+        let shapes: HashMap<String, Vec<usize>> = inputs
+            .iter()
+            .map(|(k, t)| {
+                let mut s = t.shape.clone();
+                s[0] = b;
+                (k.clone(), s)
+            })
+            .collect();
+        let mut g = load_bound(model, &shapes)?;
+        let sites = find_sites(&g);
+        let names: Vec<String> = sites
+            .iter()
+            .flat_map(|s| std::iter::once(s.weight.clone()).chain(s.bias.clone()))
+            .fold(Vec::new(), |mut v, n| {
+                if !v.contains(&n) {
+                    v.push(n);
+                }
+                v
+            });
+        let original = crate::session::constants_as_inputs(&mut g, model, &names)?;
+        g.outputs.clear();
+        for s in &sites {
+            if !g.outputs.contains(&s.x) {
+                g.outputs.push(s.x);
+            }
+        }
+        Ok(Reference {
+            c: Compiled::new(g)?,
+            batch: b,
+            sites,
+            original,
+            inputs: inputs.clone(),
+            outs: Default::default(),
+        })
+    }
+
+    /// Layer weights in graph order.
+    pub fn order(&self) -> Vec<String> {
+        self.sites.iter().map(|s| s.weight.clone()).collect()
+    }
+
+    /// The constant bias of `weight`'s layer, if it has one.
+    pub fn bias(&self, weight: &str) -> Option<&str> {
+        self.sites
+            .iter()
+            .find(|s| s.weight == weight)
+            .and_then(|s| s.bias.as_deref())
+    }
+
+    /// `weight`'s layer statistics with the model running `current` (weights and biases by
+    /// name, the reference's own for the rest) against the reference.
+    pub fn paired(&self, weight: &str, current: &BTreeMap<String, Tensor>) -> Result<Paired> {
+        let s = self
+            .sites
+            .iter()
+            .find(|s| s.weight == weight)
+            .ok_or_else(|| Error::input(weight, "is not a layer weight of the reference model"))?;
+        let pos = self
+            .c
+            .graph
+            .outputs
+            .iter()
+            .position(|&v| v == s.x)
+            .expect("every layer input is an output");
+        let mut cur = self.original.clone();
+        for (k, t) in current {
+            let Some(w) = cur.get_mut(k) else { continue };
+            if t.shape != w.shape {
+                return Err(Error::input(
+                    k,
+                    format!("shape {:?}, the reference's is {:?}", t.shape, w.shape),
+                ));
+            }
+            *w = t.clone();
+        }
+        let (g, k) = (s.groups, s.k);
+        let mut p = Paired {
+            groups: g,
+            k,
+            gram: vec![vec![0.0; k * k]; g],
+            cross: vec![vec![0.0; k * k]; g],
+            sum: vec![vec![0.0; k]; g],
+            sum_ref: vec![vec![0.0; k]; g],
+            rows: 0,
+        };
+        let n = self.inputs.values().next().map_or(0, |t| t.shape[0]);
+        let b = self.batch;
+        let mut start = 0;
+        while start < n {
+            let take = b.min(n - start);
+            let run = |weights: &BTreeMap<String, Tensor>| -> Result<Tensor> {
+                let chunk: BTreeMap<String, Tensor> = self
+                    .inputs
+                    .iter()
+                    .map(|(k, t)| (k.clone(), crate::session::slice_rows(t, start, take, b)))
+                    .chain(weights.iter().map(|(k, t)| (k.clone(), t.clone())))
+                    .collect();
+                let mut outs = self.outs.borrow_mut();
+                self.c.run_named_into(&chunk, &mut outs)?;
+                Ok(outs[pos].clone())
+            };
+            let x = run(&cur)?;
+            let y = run(&self.original)?;
+            let mut blocks_y = Vec::new();
+            for_each_block(s, &y, take, |gi, rows| blocks_y.push((gi, rows.to_vec())));
+            let mut i = 0;
+            for_each_block(s, &x, take, |gi, rows| {
+                let (gy, ry) = &blocks_y[i];
+                debug_assert_eq!(*gy, gi);
+                i += 1;
+                let nrows = rows.len() / k.max(1);
+                if gi == 0 {
+                    p.rows += nrows;
+                }
+                add_gram(&mut p.gram[gi], &mut p.sum[gi], k, rows, nrows);
+                add_cross(&mut p.cross[gi], &mut p.sum_ref[gi], k, rows, ry, nrows);
+            });
+            start += take;
+        }
+        Ok(p)
+    }
+}
+
+/// cross += X^T Y and sum_y += column sums of Y, for `nrows` rows of k values each.
+fn add_cross(cross: &mut [f64], sum_y: &mut [f64], k: usize, x: &[f64], y: &[f64], nrows: usize) {
+    if nrows == 0 {
+        return;
+    }
+    for r in 0..nrows {
+        for j in 0..k {
+            sum_y[j] += y[r * k + j];
+        }
+    }
+    let xm = Mat::<f64>::from_fn(nrows, k, |i, j| x[i * k + j]);
+    let ym = Mat::<f64>::from_fn(nrows, k, |i, j| y[i * k + j]);
+    let c = xm.transpose() * &ym;
+    for i in 0..k {
+        for j in 0..k {
+            cross[i * k + j] += c[(i, j)];
         }
     }
 }

@@ -164,6 +164,17 @@ impl Compiled {
         Ok(self.graph.output_names().into_iter().zip(outs).collect())
     }
 
+    /// As [`Compiled::run_named`], writing the outputs (in graph output order) into `outs`,
+    /// reused from call to call.
+    pub fn run_named_into(
+        &self,
+        inputs: &BTreeMap<String, Tensor>,
+        outs: &mut Vec<Tensor>,
+    ) -> Result<()> {
+        let ordered = self.ordered(inputs)?;
+        self.jit.run_into(&ordered, outs)
+    }
+
     /// Times in microseconds of `runs` calls after `warmup` (see [`Jit::time`]).
     pub fn time_named(
         &self,
@@ -234,6 +245,37 @@ pub fn load_default_bound(path: &Path, shapes: &HashMap<String, Vec<usize>>) -> 
     Ok(g)
 }
 
+/// Turn the constants named in `names` into graph inputs (appended in that order); returns
+/// their values.
+pub(crate) fn constants_as_inputs(
+    g: &mut Graph,
+    model: &Path,
+    names: &[String],
+) -> Result<BTreeMap<String, Tensor>> {
+    let mut weights = BTreeMap::new();
+    for name in names {
+        let v = g.value_by_name(name).ok_or_else(|| Error::Model {
+            file: model.display().to_string(),
+            msg: format!("no weight named '{name}'"),
+        })?;
+        let t = g.values[v].konst.take().ok_or_else(|| Error::Model {
+            file: model.display().to_string(),
+            msg: format!("'{name}' is not a constant"),
+        })?;
+        g.inputs.push(crate::graph::GraphInput {
+            value: v,
+            dtype: t.dtype(),
+            dims: t
+                .shape
+                .iter()
+                .map(|&d| crate::graph::Dim::Fixed(d))
+                .collect(),
+        });
+        weights.insert(name.clone(), (*t).clone());
+    }
+    Ok(weights)
+}
+
 /// A model compiled once with some constant weights turned into extra inputs, so that many
 /// variants of those weights run without compiling again (`bonsai sensitivity` measures each
 /// layer pruned alone this way). Generic code runs the swappable layers; compare its outputs
@@ -260,27 +302,7 @@ impl Swappable {
         logits: bool,
     ) -> Result<Swappable> {
         let mut g = load_bound(model, &batch_shapes(sample, batch))?;
-        let mut weights = BTreeMap::new();
-        for name in swap {
-            let v = g.value_by_name(name).ok_or_else(|| Error::Model {
-                file: model.display().to_string(),
-                msg: format!("no weight named '{name}'"),
-            })?;
-            let t = g.values[v].konst.take().ok_or_else(|| Error::Model {
-                file: model.display().to_string(),
-                msg: format!("'{name}' is not a constant"),
-            })?;
-            g.inputs.push(crate::graph::GraphInput {
-                value: v,
-                dtype: t.dtype(),
-                dims: t
-                    .shape
-                    .iter()
-                    .map(|&d| crate::graph::Dim::Fixed(d))
-                    .collect(),
-            });
-            weights.insert(name.clone(), (*t).clone());
-        }
+        let weights = constants_as_inputs(&mut g, model, swap)?;
         let mut found = false;
         if logits {
             if let Some(&out) = g.outputs.first() {

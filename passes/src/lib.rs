@@ -35,6 +35,7 @@ declare_passes! {
     prune_wanda::PruneWanda = "prune-wanda",
     quantize_activations::QuantizeActivations = "quantize-activations",
     quantize_weights::QuantizeWeights = "quantize-weights",
+    refit::Refit = "refit",
     share_kmeans::ShareKmeans = "share-kmeans",
 }
 

@@ -8,7 +8,7 @@ use melior::ir::Module;
 use melior::ExecutionEngine;
 
 use crate::error::{Error, Result};
-use crate::graph::{tensor::Tensor, TensorType};
+use crate::graph::{tensor::Tensor, DType, TensorType};
 use crate::ir::Mlir;
 use crate::pass::run_upstream;
 
@@ -602,6 +602,41 @@ impl Jit {
                 .expect("sized buffer"),
             })
             .collect())
+    }
+
+    /// As [`Jit::run`], writing into `outs` (allocated on the first call, reused after: a
+    /// model run many times with large outputs does not fault in fresh pages every call).
+    /// Falls back to [`Jit::run`] for boolean outputs.
+    pub fn run_into(&self, inputs: &[&Tensor], outs: &mut Vec<Tensor>) -> Result<()> {
+        if self.outputs.iter().any(|ty| ty.dtype == DType::Bool) {
+            *outs = self.run(inputs)?;
+            return Ok(());
+        }
+        if outs.len() != self.outputs.len()
+            || outs.iter().zip(&self.outputs).any(|(t, ty)| t.shape != ty.shape || t.dtype() != ty.dtype)
+        {
+            *outs = self
+                .outputs
+                .iter()
+                .map(|ty| Tensor::zeros(ty.dtype, ty.shape.clone()))
+                .collect();
+        }
+        let mut bufs = self.input_buffers(inputs)?;
+        let mut descs: Vec<Memref> = bufs
+            .iter_mut()
+            .zip(inputs)
+            .map(|((b, _), t)| Memref::new(b.ptr(), &t.shape))
+            .collect();
+        for t in outs.iter_mut() {
+            let shape = t.shape.clone();
+            let ptr = t.raw_bytes_mut().expect("not boolean").as_mut_ptr();
+            descs.push(Memref::new(ptr, &shape));
+        }
+        // SAFETY: descriptors over buffers that match the compiled signature (checked above)
+        // and outlive the call.
+        unsafe { self.invoke(&mut descs)? };
+        drop(bufs);
+        Ok(())
     }
 
     /// Write the JIT's object code (for AOT linking).

@@ -11,7 +11,7 @@ use melior::pass::PassManager as MlirPassManager;
 
 pub use pipeline::{parse_pipeline, Element, Options};
 
-use crate::calib::{Calibration, LayerCalib};
+use crate::calib::{Calibration, LayerCalib, Reference};
 use crate::candidate::Candidate;
 use crate::encoding::Encoding;
 use crate::error::{Error, Result};
@@ -25,6 +25,10 @@ pub trait Pass {
     fn needs_calibration(&self) -> bool {
         false
     }
+    /// Whether the pass reconstructs towards the original model (needs a [`Reference`]).
+    fn needs_reference(&self) -> bool {
+        false
+    }
     fn run(&self, cx: &PassContext, module: &mut Module) -> Result<()>;
 }
 
@@ -33,6 +37,8 @@ pub struct PassContext<'a> {
     pub mlir: &'a Mlir,
     /// Layer input statistics from `--calib` data, keyed by weight name.
     pub calib: Option<&'a Calibration>,
+    /// The original model and the calibration inputs, for sequential reconstruction.
+    pub reference: Option<&'a Reference>,
 }
 
 impl PassContext<'_> {
@@ -117,6 +123,9 @@ pub struct PassManager {
     pub print_after_all: bool,
     /// Calibration statistics handed to the passes that need them.
     pub calibration: Option<Calibration>,
+    /// The original model run on the calibration inputs, for the passes that reconstruct
+    /// towards it.
+    pub reference: Option<Reference>,
 }
 
 impl PassManager {
@@ -156,6 +165,7 @@ impl PassManager {
             steps,
             print_after_all: false,
             calibration: None,
+            reference: None,
         })
     }
 
@@ -169,15 +179,26 @@ impl PassManager {
             .any(|s| matches!(s, Step::Bonsai(p, _) if p.needs_calibration()))
     }
 
+    pub fn needs_reference(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s, Step::Bonsai(p, _) if p.needs_reference()))
+    }
+
+    fn context<'a>(&'a self, mlir: &'a Mlir) -> PassContext<'a> {
+        PassContext {
+            mlir,
+            calib: self.calibration.as_ref(),
+            reference: self.reference.as_ref(),
+        }
+    }
+
     /// Run every step, verifying the module after each.
     pub fn run(&self, mlir: &Mlir, module: &mut Module) -> Result<()> {
         for step in &self.steps {
             match step {
                 Step::Bonsai(p, _) => {
-                    let cx = PassContext {
-                        mlir,
-                        calib: self.calibration.as_ref(),
-                    };
+                    let cx = self.context(mlir);
                     p.run(&cx, module).map_err(|e| match e {
                         Error::Option { option, msg } => Error::Option {
                             option: format!("{}{{{option}}}", p.name()),
@@ -241,10 +262,7 @@ impl PassManager {
                         }
                     }
                     let pass = (origin.factory)(&opts)?;
-                    let cx = PassContext {
-                        mlir,
-                        calib: self.calibration.as_ref(),
-                    };
+                    let cx = self.context(mlir);
                     pass.run(&cx, module)?;
                     for (i, w) in weights(module).iter().enumerate() {
                         let (t0, od) = &orig[i];
@@ -309,10 +327,7 @@ impl PassManager {
     fn run_step(&self, step: &Step, mlir: &Mlir, module: &mut Module) -> Result<()> {
         match step {
             Step::Bonsai(p, _) => {
-                let cx = PassContext {
-                    mlir,
-                    calib: self.calibration.as_ref(),
-                };
+                let cx = self.context(mlir);
                 p.run(&cx, module)
             }
             Step::Upstream(t) => run_upstream(mlir, module, &format!("builtin.module({t})")),

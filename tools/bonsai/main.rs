@@ -401,6 +401,10 @@ fn real_main(cli: Cli) -> Result<()> {
                 Some(c) => {
                     let data = bonsai::compress::EvalData::from_npz(c, &g)?;
                     pm.calibration = Some(bonsai::calib::capture(&start, &data.inputs, batch)?);
+                    if pm.needs_reference() {
+                        // Reconstruction aims at the original model, not a gradual intermediate.
+                        pm.reference = Some(bonsai::calib::Reference::new(&model, &data.inputs, batch)?);
+                    }
                 }
                 None if pm.needs_calibration() => {
                     bail!("option --calib: the pipeline '{passes}' needs calibration data (np.savez of inputs keyed by graph input name)")
