@@ -302,7 +302,11 @@ fn conv_rows(s: &Site, v: &[f64], shape: &[usize], s0: usize, s1: usize, gi: usi
                             let row = base + iy as usize * xs[2];
                             for kx in 0..kw as i64 {
                                 let ix = ox * s.strides[1] + kx * s.dil[1] - s.pads[1];
-                                buf.push(if ix < 0 || ix >= w { 0.0 } else { v[row + ix as usize] });
+                                buf.push(if ix < 0 || ix >= w {
+                                    0.0
+                                } else {
+                                    v[row + ix as usize]
+                                });
                             }
                         }
                     }
@@ -422,11 +426,7 @@ pub struct Reference {
 
 impl Reference {
     /// Compile `model` for `batch` samples per call; `inputs` are the calibration data.
-    pub fn new(
-        model: &Path,
-        inputs: &BTreeMap<String, Tensor>,
-        batch: usize,
-    ) -> Result<Reference> {
+    pub fn new(model: &Path, inputs: &BTreeMap<String, Tensor>, batch: usize) -> Result<Reference> {
         let n = inputs
             .values()
             .next()

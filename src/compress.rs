@@ -95,14 +95,15 @@ pub fn apply(g: &Graph, pm: &PassManager) -> Result<Compressed> {
 
 /// The pipeline at step `i` of `steps` of a gradual schedule: every `sparsity=S` (and every
 /// per-layer `layers=NAME:S`) becomes S (1 - (1 - i/steps)^3) (Zhu & Gupta's cubic ramp);
-/// before the last step only the passes with a sparsity option run.
+/// before the last step only the passes with a sparsity option run, and `refit`
+/// (reconstruction between the steps).
 pub fn schedule_step(text: &str, i: usize, steps: usize) -> Result<String> {
     let f = 1.0 - (1.0 - i as f64 / steps as f64).powi(3);
     let mut out = Vec::new();
     for el in crate::pass::parse_pipeline(text)? {
         let (sparsity, layers) = (el.options.get("sparsity"), el.options.get("layers"));
         if sparsity.is_none() && layers.is_none() {
-            if i == steps {
+            if i == steps || el.name == "refit" {
                 out.push(el.text.clone());
             }
             continue;
@@ -137,7 +138,8 @@ pub fn schedule_step(text: &str, i: usize, steps: usize) -> Result<String> {
 
 /// Steps 1..steps-1 of a gradual schedule: each prunes a little more, with calibration
 /// statistics captured again on the model the previous step left (so criteria and
-/// reconstruction see the activations upstream pruning produces). Returns the dense
+/// reconstruction see the activations upstream pruning produces); `reference` (the
+/// original model) serves the passes that reconstruct towards it. Returns the dense
 /// intermediate model (written under `work`) the last step starts from.
 #[allow(clippy::too_many_arguments)]
 pub fn gradual_prefix(
@@ -149,11 +151,13 @@ pub fn gradual_prefix(
     batch: usize,
     build: &dyn Fn(&str) -> Result<PassManager>,
     work: &Path,
+    reference: Option<std::rc::Rc<crate::calib::Reference>>,
 ) -> Result<std::path::PathBuf> {
     let mut cur = model.to_path_buf();
     for i in 1..steps {
         let mut pm = build(&schedule_step(text, i, steps)?)?;
         pm.calibration = Some(crate::calib::capture(&cur, calib, batch)?);
+        pm.reference = reference.clone();
         let g = crate::session::load_default_bound(&cur, shapes)?;
         let c = apply(&g, &pm)?;
         let (bytes, _) =
@@ -348,5 +352,15 @@ mod tests {
             "prune-sparsegpt{damp=0.01 layers=c1:0.700000,fc:0.350000}"
         );
         assert!(schedule_step("prune-sparsegpt{layers=c1}", 1, 2).is_err());
+        // Reconstruction runs between the steps.
+        assert_eq!(
+            schedule_step(
+                "prune-magnitude{sparsity=0.8},refit,share-kmeans{bits=4}",
+                1,
+                2
+            )
+            .unwrap(),
+            "prune-magnitude{sparsity=0.700000},refit"
+        );
     }
 }

@@ -9,7 +9,11 @@
 //! untouched), `pattern=unstructured|N:M`, `damp=0.01`
 //! (fraction of the mean Hessian diagonal added for stability; raised automatically to
 //! k/rows - 1 when a layer has fewer calibration rows than inputs), `blocksize=128`, `exclude=a,b`,
-//! `correct_bias=true` (shift biases by (W - W') E[x] so output means stay put).
+//! `correct_bias=true` (shift biases by (W - W') E[x] so output means stay put),
+//! `sequential=false` (true: layer by layer in graph order, each layer is pruned on its inputs
+//! in the model as the layers before it were pruned, with the ORIGINAL model's layer output as
+//! the target: the weight first absorbs the upstream error by least squares, then OBS prunes
+//! it; runs from `bonsai compress`, which hands it the original model).
 
 use bonsai::pass::{Options, Pass, PassContext};
 use bonsai::{Error, Result};
@@ -25,6 +29,7 @@ pub struct PruneSparsegpt {
     block: usize,
     exclude: Vec<String>,
     correct_bias: bool,
+    sequential: bool,
 }
 
 impl PruneSparsegpt {
@@ -33,7 +38,7 @@ impl PruneSparsegpt {
     pub const GRID: &'static [&'static str] = &["sparsity=0.5 granularity=layer", "sparsity=0.7 granularity=layer", "sparsity=0.8 granularity=layer", "sparsity=0.9 granularity=layer", "sparsity=0.95 granularity=layer"];
 
     pub fn create(opts: &Options) -> Result<Box<dyn Pass>> {
-        opts.expect_keys(&["sparsity", "granularity", "layers", "pattern", "damp", "blocksize", "exclude", "correct_bias"])?;
+        opts.expect_keys(&["sparsity", "granularity", "layers", "pattern", "damp", "blocksize", "exclude", "correct_bias", "sequential"])?;
         let nm = pattern(opts)?;
         let sparsity = fraction(opts, "sparsity")?.unwrap_or(0.5);
         let damp = opts.f64_or("damp", 0.01)?;
@@ -50,7 +55,7 @@ impl PruneSparsegpt {
             }
         }
         let alloc = alloc(opts)?;
-        Ok(Box::new(PruneSparsegpt { sparsity, alloc, nm, damp, block, exclude: list(opts, "exclude"), correct_bias: flag(opts, "correct_bias", true)? }))
+        Ok(Box::new(PruneSparsegpt { sparsity, alloc, nm, damp, block, exclude: list(opts, "exclude"), correct_bias: flag(opts, "correct_bias", true)?, sequential: flag(opts, "sequential", false)? }))
     }
 }
 
@@ -63,9 +68,16 @@ impl Pass for PruneSparsegpt {
         true
     }
 
+    fn needs_reference(&self) -> bool {
+        self.sequential
+    }
+
     fn run(&self, cx: &PassContext, module: &mut Module) -> Result<()> {
         let (ws, mut views) = crate::common::views_for(module, &self.exclude, &self.alloc)?;
         let per = per_layer(cx, self.name(), &ws, &views, self.sparsity, &self.alloc)?;
+        if self.sequential {
+            return self.run_sequential(cx, module, &ws, &mut views, &per);
+        }
         for ((w, view), s) in ws.iter().zip(views.iter_mut()).zip(per) {
             let c = cx.calib_for(self.name(), &w.name)?;
             // With fewer calibration rows than columns the Hessian is rank deficient and
@@ -87,6 +99,77 @@ impl Pass for PruneSparsegpt {
             write_rows(w, view)?;
             if self.correct_bias {
                 correct_bias(cx, self.name(), module, w, &before, view)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PruneSparsegpt {
+    /// Layer by layer in graph order: with X the layer's inputs in the model pruned so far and
+    /// Y the original's, first W_hat = argmin ||X W_hat^T - Y W^T|| (solve H W_hat^T = C W^T,
+    /// H = X^T X, C = X^T Y), then OBS-prune W_hat under H; a bias is set so the layer's output
+    /// mean matches the original's.
+    fn run_sequential(&self, cx: &PassContext, module: &Module, ws: &[bonsai::ir::weights::Weight], views: &mut [RowView], per: &[f64]) -> Result<()> {
+        use faer::linalg::solvers::Solve;
+        let fail = |msg: String| Error::Pass { pass: self.name().into(), msg };
+        let r = cx.reference.ok_or_else(|| fail("sequential=true needs the original model and calibration data: run it from `bonsai compress MODEL --calib DATA.npz`".into()))?;
+        let mut current = std::collections::BTreeMap::new();
+        for w in bonsai::ir::weights::weights(module) {
+            current.insert(w.name.clone(), w.read_onnx_layout()?);
+            if let Some(b) = bonsai::ir::weights::bias_of(module, &w.name) {
+                current.insert(b.name.clone(), b.read()?);
+            }
+        }
+        for name in r.order() {
+            let Some(i) = ws.iter().position(|w| w.name == name) else { continue };
+            let (w, view, s) = (&ws[i], &mut views[i], per[i]);
+            let p = r.paired(&name, &current)?;
+            let od = if w.transposed { 1 - w.out_dim } else { w.out_dim };
+            let (orows, ocols, w0) = bonsai::encoding::row_view(&r.original[&name], od);
+            if (orows, ocols) != (view.rows, view.cols) || p.k != view.cols {
+                return Err(fail(format!("weight '{name}': {}x{} against the original's {orows}x{ocols}", view.rows, view.cols)));
+            }
+            let (k, rpg) = (p.k, view.rows / p.groups);
+            let damp = self.damp.max(k as f64 / p.rows.max(1) as f64 - 1.0).min(100.0);
+            for g in 0..p.groups {
+                let h = &p.gram[g];
+                let mean_diag = (0..k).map(|j| h[j * k + j]).sum::<f64>() / k.max(1) as f64;
+                let lam = damp * mean_diag.max(1e-12);
+                let hm = faer::Mat::<f64>::from_fn(k, k, |a, b| h[a * k + b] + if a == b { lam } else { 0.0 });
+                let w0m = faer::Mat::<f64>::from_fn(k, rpg, |j, o| w0[(g * rpg + o) * k + j] as f64);
+                let cm = faer::Mat::<f64>::from_fn(k, k, |a, b| p.cross[g][a * k + b]);
+                // Ridge towards the original weight, not towards zero (layers with fewer
+                // calibration rows than inputs are damped hard).
+                let rhs = &cm * &w0m + faer::Scale(lam) * &w0m;
+                let llt = hm.llt(faer::Side::Lower).map_err(|e| fail(format!("weight '{name}': Hessian not positive definite ({e:?}); raise damp")))?;
+                let what = llt.solve(&rhs);
+                let part = &mut view.v[g * rpg * k..(g + 1) * rpg * k];
+                for o in 0..rpg {
+                    for j in 0..k {
+                        part[o * k + j] = what[(j, o)];
+                    }
+                }
+                crate::obs::sparsegpt(part, rpg, k, h, s, self.nm, damp, self.block).map_err(|e| fail(format!("weight '{name}': {e}")))?;
+            }
+            write_rows(w, view)?;
+            current.insert(name.clone(), w.read_onnx_layout()?);
+            if let (true, Some(bn), Some(b)) = (self.correct_bias, r.bias(&name), bonsai::ir::weights::bias_of(module, &name)) {
+                if b.numel() == view.rows {
+                    let b0 = r.original[bn].to_f64_vec();
+                    let n = p.rows.max(1) as f64;
+                    let nb: Vec<f32> = (0..view.rows)
+                        .map(|o| {
+                            let g = o / rpg;
+                            let want: f64 = (0..k).map(|j| p.sum_ref[g][j] * w0[o * k + j] as f64).sum();
+                            let got: f64 = (0..k).map(|j| p.sum[g][j] * view.v[o * k + j]).sum();
+                            (b0[o] + (want - got) / n) as f32
+                        })
+                        .collect();
+                    let t = bonsai::graph::Tensor::new(b.shape.clone(), bonsai::graph::Data::F32(nb));
+                    b.write(&t)?;
+                    current.insert(b.name.clone(), t);
+                }
             }
         }
         Ok(())

@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 
+use bonsai::encoding::{Codebook, Encoding};
 use bonsai::graph::{Data, Tensor};
 use bonsai::ir::weights::bias_of;
 use bonsai::pass::{Options, Pass, PassContext};
@@ -73,9 +74,9 @@ impl Pass for Refit {
         let mut current: BTreeMap<String, Tensor> = BTreeMap::new();
         for w in &all {
             let enc = w.encoding()?;
-            if enc != bonsai::encoding::Encoding::Float && chosen.iter().any(|c| c.name == w.name) {
+            if matches!(enc, Encoding::Quant(_)) && chosen.iter().any(|c| c.name == w.name) {
                 return Err(fail(format!(
-                    "weight '{}' is already {}: refit runs after pruning and before share-kmeans / quantize-weights",
+                    "weight '{}' is already {}: refit runs before quantize-weights",
                     w.name,
                     enc.describe()
                 )));
@@ -108,6 +109,13 @@ impl Pass for Refit {
             let mut bv = bias.as_ref().map(|(b, _)| b.read().map(|t| t.to_f64_vec())).transpose()?;
             let damp = self.damp.max(p.k as f64 / p.rows.max(1) as f64 - 1.0).min(100.0);
             let rpg = view.rows / p.groups;
+            if let Encoding::Codebook(cb) = w.encoding()? {
+                // Shared weights stay shared: refit the centroids, assignments fixed.
+                let w0f: Vec<f64> = w0.iter().map(|&x| x as f64).collect();
+                let cb = refit_codebook(&p, &mut view, &w0f, &cb, bias.as_ref().map(|(_, b0)| b0.as_slice()), bv.as_mut(), damp);
+                write_rows(w, &view)?;
+                w.set_encoding(&Encoding::Codebook(cb))?;
+            } else {
             for g in 0..p.groups {
                 for o in g * rpg..(g + 1) * rpg {
                     let b0 = bias.as_ref().map(|(_, b0)| b0[o]);
@@ -122,6 +130,7 @@ impl Pass for Refit {
                 }
             }
             write_rows(w, &view)?;
+            }
             current.insert(name.clone(), w.read_onnx_layout()?);
             if let (Some((b, _)), Some(v)) = (&bias, &bv) {
                 let t = Tensor::new(b.shape.clone(), Data::F32(v.iter().map(|&x| x as f32).collect()));
@@ -221,4 +230,170 @@ fn conjugate_gradients(m: usize, a: &dyn Fn(usize, usize) -> f64, b: &[f64], mut
         }
     }
     x
+}
+
+/// Refit a shared weight's centroids (per layer, or per row with one codebook per row), every
+/// weight keeping its centroid and every zero staying zero: the least-squares problem of
+/// [`refit_row`] over the centroid values, ridge towards the current ones. A bias (current
+/// values in `bias`, original `b0`) is then set to match the original output's mean.
+fn refit_codebook(p: &bonsai::calib::Paired, view: &mut crate::common::RowView, w0: &[f64], cb: &Codebook, b0: Option<&[f64]>, bias: Option<&mut Vec<f64>>, damp: f64) -> Codebook {
+    let (rows, k) = (view.rows, view.cols);
+    let rpg = rows / p.groups;
+    let n = p.rows.max(1) as f64;
+    let per_row = cb.centroids.len() > 1;
+    let mut cents: Vec<Vec<f64>> = cb.centroids.iter().map(|c| c.iter().map(|&x| x as f64).collect()).collect();
+    // Each non-zero's centroid index.
+    let assign: Vec<Option<usize>> = (0..rows * k)
+        .map(|i| {
+            let x = view.v[i] as f32;
+            let c = &cb.centroids[if per_row { i / k } else { 0 }];
+            if x == 0.0 { None } else { c.iter().position(|&m| m == x) }
+        })
+        .collect();
+    let nc = cents.iter().map(|c| c.len()).max().unwrap_or(0);
+    let mut a = vec![0.0; nc * nc];
+    let mut rhs = vec![0.0; nc];
+    let mut count = vec![0.0; nc];
+    let solve = |a: &mut [f64], rhs: &mut [f64], count: &mut [f64], c: &mut Vec<f64>| {
+        let h_mean = (0..nc).map(|i| a[i * nc + i] / count[i].max(1.0)).sum::<f64>() / nc.max(1) as f64;
+        let lam = damp * h_mean.max(1e-12);
+        let used: Vec<usize> = (0..c.len()).filter(|&i| count[i] > 0.0).collect();
+        if !used.is_empty() {
+            let m = used.len();
+            let am = Mat::<f64>::from_fn(m, m, |x, y| a[used[x] * nc + used[y]] + if x == y { lam * count[used[x]] } else { 0.0 });
+            let bm = Mat::<f64>::from_fn(m, 1, |x, _| rhs[used[x]] + lam * count[used[x]] * c[used[x]]);
+            if let Ok(llt) = am.llt(Side::Lower) {
+                let sol = llt.solve(&bm);
+                for (x, &u) in used.iter().enumerate() {
+                    let v = sol[(x, 0)] as f32;
+                    // A centroid of exactly zero would read as a pruned weight.
+                    c[u] = if v == 0.0 { f32::MIN_POSITIVE as f64 } else { v as f64 };
+                }
+            }
+        }
+        a.iter_mut().for_each(|x| *x = 0.0);
+        rhs.iter_mut().for_each(|x| *x = 0.0);
+        count.iter_mut().for_each(|x| *x = 0.0);
+    };
+    for o in 0..rows {
+        let g = o / rpg;
+        let (h, c) = (&p.gram[g], &p.cross[g]);
+        let s: Vec<usize> = (0..k).filter(|&j| assign[o * k + j].is_some()).collect();
+        let shift = match (b0, bias.as_deref()) {
+            (Some(b0), Some(b)) => b0[o] - b[o],
+            _ => 0.0,
+        };
+        for &i in &s {
+            let ai = assign[o * k + i].expect("kept");
+            let t: f64 = (0..k).map(|j| c[i * k + j] * w0[o * k + j]).sum::<f64>() + shift * p.sum[g][i];
+            rhs[ai] += t;
+            count[ai] += 1.0;
+            for &j in &s {
+                a[ai * nc + assign[o * k + j].expect("kept")] += h[i * k + j];
+            }
+        }
+        if per_row {
+            solve(&mut a, &mut rhs, &mut count, &mut cents[o]);
+        }
+    }
+    if !per_row {
+        solve(&mut a, &mut rhs, &mut count, &mut cents[0]);
+    }
+    let f32s: Vec<Vec<f32>> = cents.iter().map(|c| c.iter().map(|&x| x as f32).collect()).collect();
+    for i in 0..rows * k {
+        if let Some(ai) = assign[i] {
+            view.v[i] = f32s[if per_row { i / k } else { 0 }][ai] as f64;
+        }
+    }
+    if let (Some(b0), Some(b)) = (b0, bias) {
+        for o in 0..rows {
+            let g = o / rpg;
+            let want: f64 = (0..k).map(|j| p.sum_ref[g][j] * w0[o * k + j]).sum();
+            let got: f64 = (0..k).map(|j| p.sum[g][j] * view.v[o * k + j]).sum();
+            b[o] = b0[o] + (want - got) / n;
+        }
+    }
+    Codebook { bits: cb.bits, centroids: f32s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(state: &mut u64) -> f64 {
+        *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((*state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    }
+
+    /// Paired statistics of inputs X (model being compressed) and Y (reference), n x k.
+    fn paired(x: &[f64], y: &[f64], n: usize, k: usize) -> bonsai::calib::Paired {
+        let mut p = bonsai::calib::Paired { groups: 1, k, gram: vec![vec![0.0; k * k]], cross: vec![vec![0.0; k * k]], sum: vec![vec![0.0; k]], sum_ref: vec![vec![0.0; k]], rows: n };
+        for r in 0..n {
+            for i in 0..k {
+                p.sum[0][i] += x[r * k + i];
+                p.sum_ref[0][i] += y[r * k + i];
+                for j in 0..k {
+                    p.gram[0][i * k + j] += x[r * k + i] * x[r * k + j];
+                    p.cross[0][i * k + j] += x[r * k + i] * y[r * k + j];
+                }
+            }
+        }
+        p
+    }
+
+    /// Output error ||X w + b - (Y w0 + b0)||^2 of one row.
+    #[allow(clippy::too_many_arguments)]
+    fn err(x: &[f64], y: &[f64], n: usize, k: usize, w: &[f64], b: f64, w0: &[f64], b0: f64) -> f64 {
+        (0..n)
+            .map(|r| {
+                let a: f64 = (0..k).map(|j| x[r * k + j] * w[j]).sum::<f64>() + b;
+                let t: f64 = (0..k).map(|j| y[r * k + j] * w0[j]).sum::<f64>() + b0;
+                (a - t) * (a - t)
+            })
+            .sum()
+    }
+
+    /// The refitted row keeps its zeros, and its output error against the reference is the
+    /// least over the kept entries: below the unrefitted row's, and no direction along a
+    /// kept entry lowers it further.
+    #[test]
+    fn refit_row_solves_the_masked_least_squares_problem() {
+        let (n, k) = (200, 12);
+        let mut s = 3u64;
+        let y: Vec<f64> = (0..n * k).map(|_| lcg(&mut s)).collect();
+        // The compressed model's inputs: the reference's, distorted by upstream pruning.
+        let x: Vec<f64> = y.iter().map(|&v| 0.8 * v + 0.2 * lcg(&mut s) + 0.1).collect();
+        let w0: Vec<f64> = (0..k).map(|_| lcg(&mut s)).collect();
+        let mut w: Vec<f64> = w0.iter().enumerate().map(|(j, &v)| if j % 3 == 0 { 0.0 } else { v }).collect();
+        let before = err(&x, &y, n, k, &w, 0.5, &w0, 0.5);
+        let p = paired(&x, &y, n, k);
+        let b = refit_row(&p, 0, &mut w, &w0, Some((0.5, 0.5)), 1e-9).unwrap().unwrap();
+        assert!((0..k).all(|j| (w[j] == 0.0) == (j % 3 == 0)), "{w:?}");
+        let after = err(&x, &y, n, k, &w, b, &w0, 0.5);
+        assert!(after < 0.9 * before, "{after} vs {before}");
+        for j in (0..k).filter(|j| j % 3 != 0) {
+            for d in [-1e-3, 1e-3] {
+                let mut w2 = w.clone();
+                w2[j] += d;
+                assert!(err(&x, &y, n, k, &w2, b, &w0, 0.5) >= after - 1e-9, "entry {j}");
+            }
+        }
+        for d in [-1e-3, 1e-3] {
+            assert!(err(&x, &y, n, k, &w, b + d, &w0, 0.5) >= after - 1e-9, "bias");
+        }
+    }
+
+    /// Without upstream error (X = Y) an unpruned row is already optimal and stays put.
+    #[test]
+    fn refit_row_is_a_fixed_point_without_upstream_error() {
+        let (n, k) = (100, 6);
+        let mut s = 5u64;
+        let y: Vec<f64> = (0..n * k).map(|_| lcg(&mut s)).collect();
+        let w0: Vec<f64> = (0..k).map(|_| lcg(&mut s)).collect();
+        let mut w = w0.clone();
+        refit_row(&paired(&y, &y, n, k), 0, &mut w, &w0, None, 1e-6).unwrap();
+        for j in 0..k {
+            assert!((w[j] - w0[j]).abs() < 1e-9, "{w:?} vs {w0:?}");
+        }
+    }
 }

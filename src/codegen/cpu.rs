@@ -613,7 +613,10 @@ impl Jit {
             return Ok(());
         }
         if outs.len() != self.outputs.len()
-            || outs.iter().zip(&self.outputs).any(|(t, ty)| t.shape != ty.shape || t.dtype() != ty.dtype)
+            || outs
+                .iter()
+                .zip(&self.outputs)
+                .any(|(t, ty)| t.shape != ty.shape || t.dtype() != ty.dtype)
         {
             *outs = self
                 .outputs

@@ -125,7 +125,7 @@ pub struct PassManager {
     pub calibration: Option<Calibration>,
     /// The original model run on the calibration inputs, for the passes that reconstruct
     /// towards it.
-    pub reference: Option<Reference>,
+    pub reference: Option<std::rc::Rc<Reference>>,
 }
 
 impl PassManager {
@@ -189,7 +189,7 @@ impl PassManager {
         PassContext {
             mlir,
             calib: self.calibration.as_ref(),
-            reference: self.reference.as_ref(),
+            reference: self.reference.as_deref(),
         }
     }
 

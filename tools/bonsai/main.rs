@@ -127,9 +127,10 @@ Passes and their options: bonsai-opt --list-passes."
         batch: usize,
         /// Gradual schedule: reach each pass's `sparsity` in STEPS steps (cubic ramp), with
         /// calibration statistics captured again on the partly pruned model before each step,
-        /// so reconstruction sees what upstream pruning did. Needs --calib.
-        #[arg(long, value_name = "STEPS", default_value_t = 1)]
-        gradual: usize,
+        /// so reconstruction sees what upstream pruning did; `refit` runs after every step.
+        /// Needs --calib. Default 1 (one shot), or the recipe's `gradual`.
+        #[arg(long, value_name = "STEPS")]
+        gradual: Option<usize>,
         /// Write the report as JSON too.
         #[arg(long)]
         report: Option<PathBuf>,
@@ -333,18 +334,25 @@ fn real_main(cli: Cli) -> Result<()> {
             emit,
             shapes,
         } => {
-            let (passes, calib, eval) = match &recipe {
+            let (passes, calib, eval, gradual) = match &recipe {
                 Some(path) => {
                     let r = recipe::load(path)?;
-                    (r.pipeline, calib.or(r.calib), eval.or(r.eval))
+                    (
+                        r.pipeline,
+                        calib.or(r.calib),
+                        eval.or(r.eval),
+                        gradual.or(r.gradual),
+                    )
                 }
                 None if prune.is_some() || share.is_some() || quantize.is_some() => (
                     recipe::shorthand(prune, share, quantize, calib.is_some())?,
                     calib,
                     eval,
+                    gradual,
                 ),
-                None => (passes, calib, eval),
+                None => (passes, calib, eval, gradual),
             };
+            let gradual = gradual.unwrap_or(1);
             guard_output(&output, &[&model])?;
             if let Some(r) = &report {
                 guard_output(r, &[&model])?;
@@ -375,6 +383,19 @@ fn real_main(cli: Cli) -> Result<()> {
             // step starts from it (and is still verified against the original).
             let work = std::env::temp_dir().join(format!("bonsai-gradual-{}", std::process::id()));
             let mut start = model.clone();
+            // Passes that reconstruct towards the original (refit) get it compiled once, with
+            // the calibration inputs.
+            let reference = match &calib {
+                Some(c) if pm.needs_reference() => {
+                    let data = bonsai::compress::EvalData::from_npz(c, &g)?;
+                    Some(std::rc::Rc::new(bonsai::calib::Reference::new(
+                        &model,
+                        &data.inputs,
+                        batch,
+                    )?))
+                }
+                _ => None,
+            };
             if gradual > 1 {
                 let Some(c) = &calib else {
                     bail!("option --gradual: needs --calib (each step re-calibrates)");
@@ -391,6 +412,7 @@ fn real_main(cli: Cli) -> Result<()> {
                     batch,
                     &build,
                     &work,
+                    reference.clone(),
                 )?;
                 pm = bonsai::pass::PassManager::parse(
                     &registry,
@@ -401,10 +423,8 @@ fn real_main(cli: Cli) -> Result<()> {
                 Some(c) => {
                     let data = bonsai::compress::EvalData::from_npz(c, &g)?;
                     pm.calibration = Some(bonsai::calib::capture(&start, &data.inputs, batch)?);
-                    if pm.needs_reference() {
-                        // Reconstruction aims at the original model, not a gradual intermediate.
-                        pm.reference = Some(bonsai::calib::Reference::new(&model, &data.inputs, batch)?);
-                    }
+                    // Reconstruction aims at the original model, not a gradual intermediate.
+                    pm.reference = reference.clone();
                 }
                 None if pm.needs_calibration() => {
                     bail!("option --calib: the pipeline '{passes}' needs calibration data (np.savez of inputs keyed by graph input name)")

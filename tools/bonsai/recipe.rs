@@ -4,6 +4,7 @@
 //! # Paths are relative to this file. Command-line flags override them.
 //! calib = "data/calib.npz"     # calibration inputs (optional)
 //! eval = "data/eval.npz"       # held-out inputs (+ optional labels) to verify on
+//! gradual = 8                  # as --gradual 8 (optional)
 //!
 //! [[pass]]                     # passes run in order
 //! name = "prune-magnitude"
@@ -27,6 +28,7 @@ pub struct Recipe {
     pub pipeline: String,
     pub calib: Option<PathBuf>,
     pub eval: Option<PathBuf>,
+    pub gradual: Option<usize>,
 }
 
 fn value_text(path: &Path, pass: &str, key: &str, v: &toml::Value) -> Result<String> {
@@ -57,12 +59,14 @@ pub fn load(path: &Path) -> Result<Recipe> {
         pipeline: String::new(),
         calib: None,
         eval: None,
+        gradual: None,
     };
     let mut steps = Vec::new();
     for (k, v) in &doc {
         match (k.as_str(), v) {
             ("calib", toml::Value::String(s)) => r.calib = Some(dir.join(s)),
             ("eval", toml::Value::String(s)) => r.eval = Some(dir.join(s)),
+            ("gradual", toml::Value::Integer(n)) if *n >= 1 => r.gradual = Some(*n as usize),
             ("pass", toml::Value::Array(passes)) => {
                 for (i, p) in passes.iter().enumerate() {
                     let t = p.as_table().with_context(|| {
@@ -83,7 +87,7 @@ pub fn load(path: &Path) -> Result<Recipe> {
                 }
             }
             _ => bail!(
-                "{}: unknown or mistyped key '{k}' (expected calib = \"..\", eval = \"..\", [[pass]] tables)",
+                "{}: unknown or mistyped key '{k}' (expected calib = \"..\", eval = \"..\", gradual = STEPS >= 1, [[pass]] tables)",
                 path.display()
             ),
         }
