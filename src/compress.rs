@@ -103,7 +103,10 @@ pub fn schedule_step(text: &str, i: usize, steps: usize) -> Result<String> {
     for el in crate::pass::parse_pipeline(text)? {
         let (sparsity, layers) = (el.options.get("sparsity"), el.options.get("layers"));
         if sparsity.is_none() && layers.is_none() {
-            if i == steps || el.name == "refit" {
+            // Before the last step the passes between two refits are dropped, so a second
+            // refit would repeat the first.
+            let repeat = out.last().is_some_and(|l: &String| l.starts_with("refit"));
+            if i == steps || (el.name == "refit" && !repeat) {
                 out.push(el.text.clone());
             }
             continue;
@@ -356,6 +359,15 @@ mod tests {
         assert_eq!(
             schedule_step(
                 "prune-magnitude{sparsity=0.8},refit,share-kmeans{bits=4}",
+                1,
+                2
+            )
+            .unwrap(),
+            "prune-magnitude{sparsity=0.700000},refit"
+        );
+        assert_eq!(
+            schedule_step(
+                "prune-magnitude{sparsity=0.8},refit,share-kmeans,refit",
                 1,
                 2
             )
