@@ -187,24 +187,7 @@ pub fn capture(
     inputs: &BTreeMap<String, Tensor>,
     batch: usize,
 ) -> Result<Calibration> {
-    let n = inputs
-        .values()
-        .next()
-        .map(|t| t.shape.first().copied().unwrap_or(1))
-        .unwrap_or(0);
-    if n == 0 {
-        return Err(Error::input("<calibration>", "no samples"));
-    }
-    let b = batch.clamp(1, n);
-    let shapes: HashMap<String, Vec<usize>> = inputs
-        .iter()
-        .map(|(k, t)| {
-            let mut s = t.shape.clone();
-            s[0] = b;
-            (k.clone(), s)
-        })
-        .collect();
-    let mut g = load_bound(model, &shapes)?;
+    let (mut g, n, b) = load_for_calls(model, inputs, batch)?;
     let sites = find_sites(&g);
     // Expose every layer input as an extra output.
     let first_extra = g.outputs.len();
@@ -251,6 +234,33 @@ pub fn capture(
         start += take;
     }
     Ok(cal)
+}
+
+/// `model` bound for calls of `b` samples: the samples in `inputs` (n) in as few calls as
+/// `batch` allows, evenly sized so the last is barely padded. Returns (graph, n, b).
+fn load_for_calls(
+    model: &Path,
+    inputs: &BTreeMap<String, Tensor>,
+    batch: usize,
+) -> Result<(crate::graph::Graph, usize, usize)> {
+    let n = inputs
+        .values()
+        .next()
+        .map(|t| t.shape.first().copied().unwrap_or(1))
+        .unwrap_or(0);
+    if n == 0 {
+        return Err(Error::input("<calibration>", "no samples"));
+    }
+    let b = n.div_ceil(n.div_ceil(batch.max(1)));
+    let shapes: HashMap<String, Vec<usize>> = inputs
+        .iter()
+        .map(|(k, t)| {
+            let mut s = t.shape.clone();
+            s[0] = b;
+            (k.clone(), s)
+        })
+        .collect();
+    Ok((load_bound(model, &shapes)?, n, b))
 }
 
 fn add_gram(gram: &mut [f64], sum: &mut [f64], k: usize, rows: &[f64], nrows: usize) {
@@ -433,26 +443,7 @@ const REFERENCE_CACHE_BYTES: usize = 1 << 30;
 impl Reference {
     /// Compile `model` for `batch` samples per call; `inputs` are the calibration data.
     pub fn new(model: &Path, inputs: &BTreeMap<String, Tensor>, batch: usize) -> Result<Reference> {
-        let n = inputs
-            .values()
-            .next()
-            .map(|t| t.shape.first().copied().unwrap_or(1))
-            .unwrap_or(0);
-        if n == 0 {
-            return Err(Error::input("<calibration>", "no samples"));
-        }
-        // As few calls as `batch` allows, evenly sized (little zero padding in the last).
-        let calls = n.div_ceil(batch.max(1));
-        let b = n.div_ceil(calls);
-        let shapes: HashMap<String, Vec<usize>> = inputs
-            .iter()
-            .map(|(k, t)| {
-                let mut s = t.shape.clone();
-                s[0] = b;
-                (k.clone(), s)
-            })
-            .collect();
-        let mut g = load_bound(model, &shapes)?;
+        let (mut g, _, b) = load_for_calls(model, inputs, batch)?;
         let sites = find_sites(&g);
         let names: Vec<String> = sites
             .iter()

@@ -9,6 +9,7 @@ mod compress;
 mod conformance;
 mod gpu;
 mod models;
+mod refit;
 mod snapshots;
 
 use std::path::{Path, PathBuf};
