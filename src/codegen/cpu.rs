@@ -411,6 +411,10 @@ pub const JIT_OPT_LEVEL: usize = 2;
 
 pub struct Jit {
     engine: ExecutionEngine,
+    /// The packed entry (`void (void **)`), looked up once: the engine's own
+    /// `invoke_packed` looks the symbol up by name on every call (about a microsecond, as
+    /// long as a small Gemm takes).
+    entry: unsafe extern "C" fn(*mut *mut ()),
     pub inputs: Vec<TensorType>,
     pub outputs: Vec<TensorType>,
 }
@@ -427,14 +431,28 @@ pub fn compile(
     let engine = ExecutionEngine::new(module, JIT_OPT_LEVEL, &[], false, false);
     // SAFETY: the symbol has the C signature the generated code expects.
     unsafe { engine.register_symbol("memrefCopy", super::runtime::memref_copy as *mut ()) };
-    if engine.lookup("_mlir__mlir_ciface_main").is_null() {
+    let entry = engine.lookup("_mlir__mlir_ciface_main");
+    if entry.is_null() {
         return Err(mlir.error("JIT compilation failed (entry _mlir_ciface_main not found)"));
     }
+    // SAFETY: MLIR's packed wrappers have this signature (one pointer per argument).
+    let entry =
+        unsafe { std::mem::transmute::<*mut (), unsafe extern "C" fn(*mut *mut ())>(entry) };
     Ok(Jit {
         engine,
+        entry,
         inputs,
         outputs,
     })
+}
+
+/// One descriptor per input buffer (as `Jit::input_buffers` prepared them), shaped as its
+/// tensor: the first arguments of every call.
+fn input_descs(bufs: &mut [(Buffer, usize)], inputs: &[&Tensor]) -> Vec<Memref> {
+    bufs.iter_mut()
+        .zip(inputs)
+        .map(|((b, _), t)| Memref::new(b.ptr(), &t.shape))
+        .collect()
 }
 
 /// A strided memref descriptor over a host buffer, laid out as MLIR's C interface expects:
@@ -521,9 +539,9 @@ impl Jit {
             .iter_mut()
             .map(|p| p as *mut *mut i64 as *mut ())
             .collect();
-        // SAFETY: per the caller; the C API prefixes `_mlir_ciface_` to the plain name.
-        unsafe { self.engine.invoke_packed("main", &mut args) }
-            .map_err(|e| Error::Mlir(format!("invocation failed: {e}")))
+        // SAFETY: per the caller; `entry` is the packed wrapper of the C interface.
+        unsafe { (self.entry)(args.as_mut_ptr()) };
+        Ok(())
     }
 
     /// Time `runs` calls on `inputs` after `warmup` untimed ones, in microseconds: only the
@@ -537,11 +555,7 @@ impl Jit {
             .iter()
             .map(|ty| Buffer::zeroed(ty.numel() * ty.dtype.size()))
             .collect();
-        let mut descs: Vec<Memref> = work
-            .iter_mut()
-            .zip(inputs)
-            .map(|((b, _), t)| Memref::new(b.ptr(), &t.shape))
-            .collect();
+        let mut descs = input_descs(&mut work, inputs);
         descs.extend(
             outs.iter_mut()
                 .zip(&self.outputs)
@@ -566,11 +580,7 @@ impl Jit {
     /// Run on `inputs` (in graph input order); shapes and dtypes must match exactly.
     pub fn run(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
         let mut bufs = self.input_buffers(inputs)?;
-        let mut descs: Vec<Memref> = bufs
-            .iter_mut()
-            .zip(inputs)
-            .map(|((b, _), t)| Memref::new(b.ptr(), &t.shape))
-            .collect();
+        let mut descs = input_descs(&mut bufs, inputs);
         // Outputs are written straight into the result tensors (booleans through a buffer).
         let mut outs: Vec<(Tensor, Option<Buffer>)> = Vec::new();
         for ty in &self.outputs {
@@ -625,11 +635,7 @@ impl Jit {
                 .collect();
         }
         let mut bufs = self.input_buffers(inputs)?;
-        let mut descs: Vec<Memref> = bufs
-            .iter_mut()
-            .zip(inputs)
-            .map(|((b, _), t)| Memref::new(b.ptr(), &t.shape))
-            .collect();
+        let mut descs = input_descs(&mut bufs, inputs);
         for t in outs.iter_mut() {
             let shape = t.shape.clone();
             let ptr = t.raw_bytes_mut().expect("not boolean").as_mut_ptr();

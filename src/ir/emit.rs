@@ -84,6 +84,10 @@ pub struct Emitter<'g> {
     pub cpu_kernels: bool,
     /// See `lower::Options::sparse_floors`.
     pub sparse_floors: bool,
+    /// See `lower::Options::x86`.
+    pub x86: crate::ir::lower::X86,
+    /// Module-level functions kernels call (by name, each defined once, in this order).
+    helpers: Vec<(&'static str, String)>,
     /// Run-time values known to be dequantised 8-bit integers, so that integer kernels and
     /// requantisations can start from the integers.
     pub dequantized: HashMap<ValueId, Dequantized>,
@@ -130,6 +134,8 @@ impl<'g> Emitter<'g> {
             sparse_min: None,
             cpu_kernels: false,
             sparse_floors: false,
+            x86: Default::default(),
+            helpers: Vec::new(),
             dequantized: HashMap::new(),
         };
         Emitter {
@@ -141,6 +147,7 @@ impl<'g> Emitter<'g> {
             sparse_min: None,
             cpu_kernels: false,
             sparse_floors: false,
+            x86: Default::default(),
             ..e
         }
     }
@@ -534,6 +541,13 @@ impl<'g> Emitter<'g> {
     }
 
     /// Finish the module: function signature, body, return and resource blobs.
+    /// Define the module-level function `name` (text `def`) unless it is already defined.
+    pub fn helper(&mut self, name: &'static str, def: impl FnOnce() -> String) {
+        if !self.helpers.iter().any(|(n, _)| *n == name) {
+            self.helpers.push((name, def()));
+        }
+    }
+
     pub fn finish(
         self,
         name: &str,
@@ -554,7 +568,11 @@ impl<'g> Emitter<'g> {
         m.push_str(&self.body);
         let rn: Vec<&str> = rets.iter().map(|(n, _)| n.as_str()).collect();
         writeln!(m, "    return {} : {}", rn.join(", "), rtys.join(", ")).unwrap();
-        m.push_str("  }\n}\n");
+        m.push_str("  }\n");
+        for (_, f) in &self.helpers {
+            m.push_str(f);
+        }
+        m.push_str("}\n");
         if !self.resources.is_empty() {
             m.push_str("{-#\n  dialect_resources: {\n    builtin: {\n");
             let n = self.resources.len();

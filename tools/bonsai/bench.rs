@@ -42,7 +42,8 @@ pub struct BenchArgs {
     json: bool,
     /// Weights at least this sparse run as sparse kernels (default "off": all dense), each
     /// kernel only above the sparsity where it beats the dense code (direct convolution 0.5,
-    /// batched CSR Gemm 0.7, gather Gemm for a few rows 0.85), so 0 means "wherever it pays". When
+    /// batched CSR Gemm 0.7, Gemm on a few rows 0.5 with AVX2 or AVX-512 permutes, 0.85 with
+    /// gathers), so 0 means "wherever it pays". When
     /// some do, the dense build is timed too, in the same run, for the ratio. (`--kernels`
     /// times every sparse kernel regardless.)
     #[arg(long, default_value = "off")]

@@ -72,6 +72,12 @@ enum Cmd {
         /// Conv: im2col and CSR), as `bench` and `compile` use with --sparse-min.
         #[arg(long, value_name = "SPARSITY")]
         sparse_min: Option<f64>,
+        /// With the CPU form: the x86 vector extensions its kernels assume (default: this
+        /// machine's, which `run`, `bench` and `compile` always target). Sparse Gemms on a
+        /// few rows use 16-lane permutes with avx512, 8-lane with avx2, gathers with none.
+        /// For reading or pinning the code another machine gets.
+        #[arg(long, value_enum, default_value_t = X86Arg::Host)]
+        x86: X86Arg,
     },
     /// Compile time and median single-thread latency, next to onnxruntime's on the same input.
     Bench(bench::BenchArgs),
@@ -191,7 +197,8 @@ cc app.c -Ibuild/mnist -Lbuild/mnist -lmodel -Wl,-rpath,build/mnist"
         output: PathBuf,
         /// Compile weights at least this sparse as sparse kernels (default: all dense), each
         /// kernel only above the sparsity where it beats the dense code (direct convolution
-        /// 0.5, batched CSR Gemm 0.7, gather Gemm for a few rows 0.85): 0 means "wherever it pays"
+        /// 0.5, batched CSR Gemm 0.7, Gemm on a few rows 0.5 with AVX2 or AVX-512 permutes,
+        /// 0.85 with gathers): 0 means "wherever it pays"
         /// (measure with `bonsai bench --kernels` or `bonsai bench MODEL --sparse-min`).
         #[arg(long, value_name = "SPARSITY")]
         sparse_min: Option<f64>,
@@ -241,6 +248,28 @@ pub fn guard_output(out: &Path, inputs: &[&Path]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `import --x86`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum X86Arg {
+    /// This machine's extensions.
+    Host,
+    None,
+    Avx2,
+    Avx512,
+}
+
+impl X86Arg {
+    fn resolve(self) -> bonsai::ir::lower::X86 {
+        use bonsai::ir::lower::X86;
+        match self {
+            X86Arg::Host => bonsai::ir::lower::host_x86(),
+            X86Arg::None => X86::None,
+            X86Arg::Avx2 => X86::Avx2,
+            X86Arg::Avx512 => X86::Avx512,
+        }
+    }
 }
 
 fn main() {
@@ -293,6 +322,7 @@ fn real_main(cli: Cli) -> Result<()> {
             output,
             cpu,
             sparse_min,
+            x86,
         } => {
             let g = load_bound(&model, &parse_shapes(&shapes.shapes)?)?;
             let sparse_min = check_sparse_min(sparse_min)?;
@@ -301,6 +331,7 @@ fn real_main(cli: Cli) -> Result<()> {
                 cpu_kernels: cpu || sparse_min.is_some(),
                 sparse_floors: true,
                 gpu_math: false,
+                x86: x86.resolve(),
             };
             let text = bonsai::ir::lower::lower_with(&g, &opts)?;
             let mlir = bonsai::ir::Mlir::new();

@@ -45,6 +45,30 @@ pub struct Options {
     /// ([`crate::codegen::gpu_math`]), as the GPU target does, so that the CPU can test them
     /// (`bonsai conformance --gpu-math`). Applied to the parsed module, not to this text.
     pub gpu_math: bool,
+    /// The x86 vector extensions the code may use: this host's for `Options::cpu` (the JIT and
+    /// the AOT library target the host CPU). Kernels pick their permutes from it
+    /// (`perm_gemv`).
+    pub x86: X86,
+}
+
+pub use gemv::X86;
+
+/// The x86 vector extensions this host has (what `Options::cpu` targets).
+pub fn host_x86() -> X86 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            X86::Avx512
+        } else if std::arch::is_x86_feature_detected!("avx2") {
+            X86::Avx2
+        } else {
+            X86::None
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        X86::None
+    }
 }
 
 impl Options {
@@ -55,13 +79,15 @@ impl Options {
             cpu_kernels: true,
             sparse_floors: true,
             gpu_math: false,
+            x86: host_x86(),
         }
     }
 }
 
 /// A `--sparse-min` that pays on every kernel bonsai has, measured with
 /// `bonsai bench --kernels 128x3136,conv:32x14x14:64x3x3` (batch 1, one thread): the gather
-/// FC breaks even with the dense one near 85% and is 2.4x faster at 95%; the direct sparse
+/// FC (no AVX2) breaks even with the dense one near 85% and is 2.4x faster at 95% (the
+/// permute FC of AVX2 / AVX-512 below 50%, 3.6x / 6x faster at 90%); the direct sparse
 /// convolution breaks even near 50% and is 2.8x faster at 90%.
 /// Off by default: sparse kernels are opt-in.
 pub const SUGGESTED_SPARSE_MIN: f64 = 0.95;
@@ -77,6 +103,7 @@ pub fn sparse_weights(text: &str) -> usize {
     text.matches("sparse_tensor.assemble").count()
         + text.matches("bonsai.kernel = \"sparse_direct\"").count()
         + text.matches("bonsai.kernel = \"sparse_gemv\"").count()
+        + text.matches("bonsai.kernel = \"perm_gemv\"").count()
 }
 
 /// How many weights lowered text reads as int8 (`int8_gemv`: per-feature int8 grids;
@@ -104,6 +131,7 @@ pub fn lower_with(g: &Graph, opts: &Options) -> Result<String> {
     e.sparse_min = opts.sparse_min;
     e.cpu_kernels = opts.cpu_kernels;
     e.sparse_floors = opts.sparse_floors;
+    e.x86 = opts.x86;
     let mut args = Vec::new();
     for (i, inp) in g.inputs.iter().enumerate() {
         let ty = g

@@ -1,7 +1,9 @@
 //! Contractions: Conv, MatMul, Gemm (each in the form that `kernels` or linalg gives it).
 
 use super::elementwise::{map, operands};
-use super::gemv::{int8_gemv, int8_rows, sparse_gemv, GATHER_GEMV_FLOOR};
+use super::gemv::{
+    int8_gemv, int8_rows, perm_gemv, sparse_gemv, GATHER_GEMV_FLOOR, PERM_GEMV_FLOOR,
+};
 use super::int8conv::{int8_conv, int8_conv_of};
 use super::kernels::{
     conv_init, conv_kernel, depthwise_kernel, direct_pixels, gemm_kernel, sparse_conv,
@@ -428,7 +430,16 @@ pub(super) fn gemm(e: &mut Emitter, n: &N) -> Result<String> {
     let blocked = fc_kernel && rows % KERNEL_LANES == 0 && cols % KERNEL_ROWS == 0;
     if fc_kernel && rows < 8 {
         let w = weight.expect("constant");
-        // A few rows and a sparse weight: the gather kernel.
+        // A few rows and a sparse weight: on AVX2 / AVX-512 the permute kernel, else the
+        // gather one.
+        // (16 lanes on AVX-512, where rows have 16 columns; else 8.)
+        let lanes = match e.x86.perm_lanes() {
+            16 if w.shape[1] < 16 => 8,
+            l => l,
+        };
+        if lanes > 0 && w.shape[1] >= lanes && e.sparse_enough(w, PERM_GEMV_FLOOR) {
+            return Ok(perm_gemv(e, n, &w.clone(), lanes));
+        }
         if e.sparse_enough(w, GATHER_GEMV_FLOOR) {
             return Ok(sparse_gemv(e, n, &w.clone()));
         }

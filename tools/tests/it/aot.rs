@@ -340,3 +340,63 @@ fn kernel_bench_times_dense_and_csr_in_one_run() {
     }
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<polyline"));
 }
+
+#[test]
+fn sparse_fc_kernels_for_few_rows_match_onnxruntime() {
+    // Gemms on fewer than 8 rows with a sparse weight: the permute kernel (8 lanes on AVX2,
+    // 16 on AVX-512, as far as this host has them; partial groups of features and row
+    // lengths that are no multiple of the lanes) and the gather kernel (the fallback without
+    // either), each against onnxruntime.
+    use bonsai::ir::lower::{host_x86, lower_with, Options, X86};
+    use bonsai::session::{load_bound, Compiled};
+    let d = tempdir("fc-kernels");
+    for (n, k, sparsity, batch) in [(20, 37, 0.7, 3), (130, 300, 0.9, 1)] {
+        let model = d.join(format!("fc_{n}x{k}.onnx"));
+        let args = [n, k].map(|v| v.to_string());
+        run_ok(
+            Command::new("python3")
+                .arg(root().join("tools/scripts/make_fc.py"))
+                .args(&args)
+                .args([sparsity.to_string(), batch.to_string()])
+                .arg(&model),
+        );
+        let prep = r#"
+import sys, numpy as np, onnxruntime as ort
+s = ort.InferenceSession(sys.argv[1])
+x = np.random.default_rng(8).standard_normal(s.get_inputs()[0].shape).astype(np.float32)
+np.savez(sys.argv[2], x=x, y=s.run(None, {"x": x})[0])
+"#;
+        let data = d.join(format!("fc_{n}x{k}.npz"));
+        python_ok(prep, &[&model, &data]);
+        let t = bonsai::npz::read(&data).expect("npz");
+        let (x, want) = (&t["x"], t["y"].to_f64_vec());
+        let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        let kinds = [
+            (X86::None, "sparse_gemv"),
+            (X86::Avx2, "perm_gemv"),
+            (X86::Avx512, "perm_gemv"),
+        ];
+        for (x86, kind) in kinds.into_iter().filter(|(x, _)| *x <= host_x86()) {
+            let opts = Options {
+                x86,
+                sparse_floors: false,
+                ..Options::cpu(Some(0.0))
+            };
+            let g = load_bound(&model, &Default::default()).expect("model");
+            let text = lower_with(&g, &opts).expect("lower");
+            assert!(
+                text.contains(&format!("bonsai.kernel = \"{kind}\"")),
+                "{kind} ({x86:?})"
+            );
+            let c = Compiled::with_options(g, &opts).expect("compile");
+            let got = c.jit.run(&[x]).expect("run")[0].to_f64_vec();
+            assert_eq!(got.len(), want.len());
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-5 * scale,
+                    "{kind} ({x86:?}) {n}x{k}: y[{i}] = {a}, onnxruntime {b}"
+                );
+            }
+        }
+    }
+}
