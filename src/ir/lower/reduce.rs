@@ -38,6 +38,86 @@ fn requantized_source(e: &Emitter, n: &N) -> Option<(ValueId, Dequantized)> {
     same.then_some((xv, dq))
 }
 
+/// Output columns per step of `pool_2x2`.
+const POOL_LANES: usize = 16;
+
+/// 2x2 pooling with stride 2 (no padding, f32, NCHW; the CPU form), the windows of CNNs
+/// like MNIST's: per output row, 16 outputs at a time from two 32-column input vectors (its
+/// two input rows), combined, then the even and odd columns (two static shuffles) combined.
+/// Rows narrower than 16 outputs read and write masked vectors. Returns the max (`is_max`)
+/// or the sum of each window. The elementwise form of the same windows read every cell as a
+/// stride-2 slice, which LLVM vectorised lane by lane: MNIST's 32x28x28 -> 32x14x14 took
+/// 5.1 us, onnxruntime's 6.2 us.
+fn pool_2x2(e: &mut Emitter, x: &str, xs: &[usize], ys: &[usize], is_max: bool) -> String {
+    let (nc, h, w) = (xs[0] * xs[1], xs[2], xs[3]);
+    let (oh, ow) = (ys[2], ys[3]);
+    let v = e.fresh();
+    let wide = 2 * POOL_LANES;
+    let (vt, wt) = (
+        format!("vector<{POOL_LANES}xf32>"),
+        format!("vector<{wide}xf32>"),
+    );
+    let (x3, y3) = (
+        format!("tensor<{nc}x{h}x{w}xf32>"),
+        format!("tensor<{nc}x{oh}x{ow}xf32>"),
+    );
+    let (xty, yty) = (tty_of(DType::F32, xs), tty_of(DType::F32, ys));
+    let comb = if is_max {
+        "arith.maximumf"
+    } else {
+        "arith.addf"
+    };
+    let pad = if is_max { "0xFF800000" } else { "0.0" };
+    let even: Vec<String> = (0..POOL_LANES).map(|i| (2 * i).to_string()).collect();
+    let odd: Vec<String> = (0..POOL_LANES).map(|i| (2 * i + 1).to_string()).collect();
+    // Whole vectors when every row's outputs are a multiple of 16 (reads stay in the row).
+    let inb = if ow.is_multiple_of(POOL_LANES) {
+        "true"
+    } else {
+        "false"
+    };
+    let text = format!(
+        "{v}_c0 = arith.constant 0 : index
+{v}_c1 = arith.constant 1 : index
+{v}_c2 = arith.constant 2 : index
+{v}_cl = arith.constant {POOL_LANES} : index
+{v}_nc = arith.constant {nc} : index
+{v}_oh = arith.constant {oh} : index
+{v}_ow = arith.constant {ow} : index
+{v}_pad = arith.constant {pad} : f32
+{v}_x = tensor.collapse_shape {x} [[0, 1], [2], [3]] : {xty} into {x3}
+{v}_e = tensor.empty() : {y3}
+{v}_y = scf.for {v}_p = {v}_c0 to {v}_nc step {v}_c1 iter_args({v}_ya = {v}_e) -> ({y3}) {{
+{v}_y1 = scf.for {v}_i = {v}_c0 to {v}_oh step {v}_c1 iter_args({v}_yb = {v}_ya) -> ({y3}) {{
+{v}_r0 = arith.muli {v}_i, {v}_c2 : index
+{v}_r1 = arith.addi {v}_r0, {v}_c1 : index
+{v}_y2 = scf.for {v}_j = {v}_c0 to {v}_ow step {v}_cl iter_args({v}_yc = {v}_yb) -> ({y3}) {{
+{v}_col = arith.muli {v}_j, {v}_c2 : index
+{v}_a0 = vector.transfer_read {v}_x[{v}_p, {v}_r0, {v}_col], {v}_pad {{in_bounds = [{inb}]}} : {x3}, {wt}
+{v}_a1 = vector.transfer_read {v}_x[{v}_p, {v}_r1, {v}_col], {v}_pad {{in_bounds = [{inb}]}} : {x3}, {wt}
+{v}_m = {comb} {v}_a0, {v}_a1 : {wt}
+{v}_ev = vector.shuffle {v}_m, {v}_m [{even}] : {wt}, {wt}
+{v}_od = vector.shuffle {v}_m, {v}_m [{odd}] : {wt}, {wt}
+{v}_o = {comb} {v}_ev, {v}_od : {vt}
+{v}_yn = vector.transfer_write {v}_o, {v}_yc[{v}_p, {v}_i, {v}_j] {{in_bounds = [{inb}]}} : {vt}, {y3}
+scf.yield {v}_yn : {y3}
+}}
+scf.yield {v}_y2 : {y3}
+}}
+scf.yield {v}_y1 : {y3}
+}} {{bonsai.kernel = \"pool_2x2\"}}
+{v} = tensor.expand_shape {v}_y [[0, 1], [2], [3]] output_shape [{n}, {c}, {oh}, {ow}] : {y3} into {yty}",
+        even = even.join(", "),
+        odd = odd.join(", "),
+        n = ys[0],
+        c = ys[1],
+    );
+    for l in text.lines() {
+        e.line(l);
+    }
+    v
+}
+
 pub(super) fn pool(e: &mut Emitter, n: &N) -> Result<String> {
     let x = n.in_ty(0).clone();
     let out = n.out_ty(0).clone();
@@ -90,7 +170,17 @@ pub(super) fn pool(e: &mut Emitter, n: &N) -> Result<String> {
     }
     let t = dt.mlir();
     let kk: usize = kernel.iter().product();
-    let acc = if kk <= MAX_UNROLLED_WINDOW {
+    let halving = e.cpu_kernels
+        && dt == DType::F32
+        && r == 2
+        && kernel == [2, 2]
+        && strides == [2, 2]
+        && dil == [1, 1]
+        && pads.iter().all(|&p| p == 0)
+        && (0..2).all(|i| out.shape[2 + i] * 2 <= x.shape[2 + i]);
+    let acc = if halving {
+        pool_2x2(e, &xp, &x.shape, &out.shape, is_max)
+    } else if kk <= MAX_UNROLLED_WINDOW {
         // Small windows: one parallel loop nest over the output, the window's cells read in
         // the body, so the innermost loop runs along an output row (which LLVM vectorises;
         // a reduction loop over a 2-wide window it left scalar).

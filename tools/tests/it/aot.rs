@@ -400,3 +400,46 @@ np.savez(sys.argv[2], x=x, y=s.run(None, {"x": x})[0])
         }
     }
 }
+
+#[test]
+fn halving_pools_match_onnxruntime() {
+    // 2x2 stride-2 MaxPool and AveragePool run as `pool_2x2` (two input rows, even and odd
+    // columns shuffled apart): odd heights and widths (the last row and column unused), rows
+    // of a whole vector plus a tail (35 outputs) and of less than one (4), negative inputs.
+    use bonsai::session::{load_bound, Compiled};
+    let d = tempdir("pool2x2");
+    let make = r#"
+import sys, numpy as np, onnx, onnxruntime as ort
+from onnx import TensorProto as T, helper as h
+nodes = [h.make_node("MaxPool", ["x"], ["m"], kernel_shape=[2, 2], strides=[2, 2]),
+         h.make_node("AveragePool", ["x"], ["a"], kernel_shape=[2, 2], strides=[2, 2]),
+         h.make_node("MaxPool", ["z"], ["n"], kernel_shape=[2, 2], strides=[2, 2])]
+g = h.make_graph(nodes, "pools",
+                 [h.make_tensor_value_info("x", T.FLOAT, [2, 3, 21, 71]),
+                  h.make_tensor_value_info("z", T.FLOAT, [1, 5, 8, 9])],
+                 [h.make_tensor_value_info(o, T.FLOAT, None) for o in "man"])
+m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+onnx.save(m, sys.argv[1])
+rng = np.random.default_rng(11)
+x = rng.standard_normal((2, 3, 21, 71)).astype(np.float32) - 1
+z = rng.standard_normal((1, 5, 8, 9)).astype(np.float32)
+o = ort.InferenceSession(sys.argv[1]).run(None, {"x": x, "z": z})
+np.savez(sys.argv[2], x=x, z=z, m=o[0], a=o[1], n=o[2])
+"#;
+    let (model, data) = (d.join("pools.onnx"), d.join("pools.npz"));
+    python_ok(make, &[&model, &data]);
+    let g = load_bound(&model, &Default::default()).expect("model");
+    let text =
+        bonsai::ir::lower::lower_with(&g, &bonsai::ir::lower::Options::cpu(None)).expect("lower");
+    assert_eq!(text.matches("bonsai.kernel = \"pool_2x2\"").count(), 3);
+    let t = bonsai::npz::read(&data).expect("npz");
+    let c = Compiled::new(g).expect("compile");
+    let got = c.jit.run(&[&t["x"], &t["z"]]).expect("run");
+    for (y, k) in got.iter().zip(["m", "a", "n"]) {
+        assert_eq!(y.shape, t[k].shape, "{k}");
+        let (a, b) = (y.to_f64_vec(), t[k].to_f64_vec());
+        for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+            assert!((p - q).abs() <= 1e-6, "{k}[{i}]: {p}, onnxruntime {q}");
+        }
+    }
+}
