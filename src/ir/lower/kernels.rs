@@ -27,6 +27,19 @@ pub(super) const CSR_ROWWISE_FLOOR: f64 = 0.9;
 pub(super) const KERNEL_ROWS: usize = 4;
 pub(super) const KERNEL_LANES: usize = 16;
 
+/// Pixels per register block of the dense blocked kernels (`conv_kernel`, `gemm_kernel`): 16
+/// (two AVX2 registers per row: twelve accumulators in a 6-row block), 32 with AVX-512 (two of
+/// its 32 registers per row, twelve accumulators again, each broadcast weight feeding two
+/// FMAs; with one register per row, six accumulators could not hide the FMA latency of two
+/// FMA units).
+pub(super) fn blocked_lanes(e: &Emitter) -> usize {
+    if e.x86 >= super::X86::Avx512 {
+        2 * KERNEL_LANES
+    } else {
+        KERNEL_LANES
+    }
+}
+
 /// What `conv_kernel` needs from `conv`.
 pub(super) struct KernelConv<'a> {
     pub(super) xg: &'a [usize],
@@ -84,7 +97,8 @@ pub(super) fn conv_kernel(e: &mut Emitter, n: &N, s: KernelConv) -> String {
     let dt = x.dtype;
     let (nb, group, cg, len) = (s.xg[0], s.xg[1], s.xg[2], s.xg[3]);
     let og = s.wshape[1];
-    let pp = s.pixels.next_multiple_of(KERNEL_LANES);
+    let lanes = blocked_lanes(e);
+    let pp = s.pixels.next_multiple_of(lanes);
     let xf_shape = [nb, group, cg * len];
     let xf = e.reshape(s.xg_s, dt, s.xg, &xf_shape);
     let (steps, wj) = s.steps_and_weight(e, dt);
@@ -95,8 +109,21 @@ pub(super) fn conv_kernel(e: &mut Emitter, n: &N, s: KernelConv) -> String {
         .map(|&jj| s.step_offset(jj).to_string())
         .collect();
     let ys = [nb, group, og, pp];
-    let init = conv_init(e, n, dt, &ys);
-    let v = blocked_kernel(e, dt, (&xf, &xf_shape), (&wj, &wj_shape), &offs, &init, &ys);
+    let bias = n.has(2).then(|| {
+        let wname = n.g.values[n.node.inputs[1].expect("present")].name.clone();
+        let bs = e.bias(n.node.inputs[2].expect("present"), &wname);
+        e.reshape(&bs, dt, &[group * og], &[group, og])
+    });
+    let v = blocked_kernel(
+        e,
+        dt,
+        (&xf, &xf_shape),
+        (&wj, &wj_shape),
+        &offs,
+        bias,
+        &ys,
+        lanes,
+    );
     plane_to_out(e, n, &v, &ys, s.wp)
 }
 
@@ -107,31 +134,56 @@ pub(super) const BLOCK_ROWS: usize = 6;
 
 /// The loops of the register-blocked kernel: `y [N, G, Og, P] += w [G, Og, J] * x`, where
 /// step j of output pixel p reads `x [N, G, L]` at `offs[j] + p`. Blocks of 6 output rows
-/// (then the leftover rows) x 16 pixels are accumulated in registers over all J steps (each:
-/// one input vector and a broadcast weight per row). P must be a multiple of 16, and Og of
-/// 2; `init` is the starting y.
+/// (then the leftover rows) x `lanes` pixels are accumulated in registers over all J steps
+/// (each: one input vector and a broadcast weight per row), starting from the bias
+/// `[G, Og]` (or zeros); every element of y is written, so y starts empty (no pass over
+/// memory to broadcast the bias first). P must be a multiple of `lanes`, and Og of 2.
+#[allow(clippy::too_many_arguments)]
 fn blocked_kernel(
     e: &mut Emitter,
     dt: DType,
     x: (&str, &[usize]),
     w: (&str, &[usize]),
     offs: &[String],
-    init: &str,
+    bias: Option<String>,
     ys: &[usize],
+    lanes: usize,
 ) -> String {
     let og = ys[2];
     let main = og - og % BLOCK_ROWS;
-    let mut y = init.to_string();
+    let mut y = e.empty(dt, ys);
+    let b = bias.as_deref();
     if main > 0 {
-        y = blocked_nest(e, dt, x, w, offs, &y, ys, BLOCK_ROWS, [0, main]);
+        y = blocked_nest(
+            e,
+            dt,
+            x,
+            w,
+            offs,
+            (&y, b),
+            ys,
+            [BLOCK_ROWS, lanes],
+            [0, main],
+        );
     }
     if main < og {
-        y = blocked_nest(e, dt, x, w, offs, &y, ys, og - main, [main, og]);
+        y = blocked_nest(
+            e,
+            dt,
+            x,
+            w,
+            offs,
+            (&y, b),
+            ys,
+            [og - main, lanes],
+            [main, og],
+        );
     }
     y
 }
 
-/// One nest of [`blocked_kernel`] over rows `span` in blocks of `nrows`.
+/// One nest of [`blocked_kernel`] over rows `span` in blocks of `nrows`, writing into `init`
+/// from accumulators that start at `bias [G, Og]` (or zero).
 #[allow(clippy::too_many_arguments)]
 fn blocked_nest(
     e: &mut Emitter,
@@ -139,11 +191,12 @@ fn blocked_nest(
     (xf, xf_shape): (&str, &[usize]),
     (wj, wj_shape): (&str, &[usize]),
     offs: &[String],
-    init: &str,
+    (init, bias): (&str, Option<&str>),
     ys: &[usize],
-    nrows: usize,
+    block: [usize; 2],
     span: [usize; 2],
 ) -> String {
+    let [nrows, lanes] = block;
     let t = dt.mlir();
     let (nb, group, og, pp) = (ys[0], ys[1], ys[2], ys[3]);
     let j = offs.len();
@@ -151,14 +204,30 @@ fn blocked_nest(
     let yty = tty_of(dt, ys);
     let xty = tty_of(dt, xf_shape);
     let wty = tty_of(dt, wj_shape);
-    let vt = format!("vector<{KERNEL_LANES}x{t}>");
-    let block = [nrows, KERNEL_LANES];
+    let vt = format!("vector<{lanes}x{t}>");
     let (mut text, rows) = block_loops(&v, offs, [nb, group, og, pp], block, span, init, &yty, t);
     let at: Vec<String> = rows
         .iter()
         .map(|o| format!("{v}_n, {v}_g, {o}, {v}_p"))
         .collect();
-    text += &read_block(&v, &at, &yty, &vt);
+    match bias {
+        Some(b) => {
+            let bty = tty_of(dt, &[group, og]);
+            for (i, o) in rows.iter().enumerate() {
+                text += &format!(
+                    "{v}_bb{i} = tensor.extract {b}[{v}_g, {o}] : {bty}
+{v}_a{i} = vector.broadcast {v}_bb{i} : {t} to {vt}
+"
+                );
+            }
+        }
+        None => {
+            text += &format!("{v}_zv = arith.constant dense<0.0> : {vt}\n");
+            for i in 0..nrows {
+                text += &format!("{v}_a{i} = arith.addf {v}_zv, {v}_zv : {vt}\n");
+            }
+        }
+    }
     let accs: Vec<String> = (0..nrows).map(|i| format!("{v}_s{i} = {v}_a{i}")).collect();
     let vts = vec![vt.as_str(); nrows].join(", ");
     text += &format!(
@@ -374,7 +443,12 @@ pub(super) fn sparse_direct(e: &mut Emitter, n: &N, s: KernelConv, wt: &Tensor) 
     let val_c = e.constant(&Tensor::f32(vec![nnz], vals), Some("direct_val"));
     let np1 = pos.len();
     let ys = [nb, group, og, pp];
-    let init = conv_init(e, n, dt, &ys);
+    // Every output element is written: y starts empty, the accumulators at the bias.
+    let init = e.empty(dt, &ys);
+    let bias = n.has(2).then(|| {
+        let wname = n.g.values[n.node.inputs[1].expect("present")].name.clone();
+        e.bias(n.node.inputs[2].expect("present"), &wname)
+    });
     let v = e.fresh();
     let yty = tty_of(dt, &ys);
     let xty = tty_of(dt, &xf_shape);
@@ -413,8 +487,14 @@ pub(super) fn sparse_direct(e: &mut Emitter, n: &N, s: KernelConv, wt: &Tensor) 
         .iter()
         .map(|p| format!("{v}_n, {v}_g, {v}_o, {p}"))
         .collect();
-    text += &read_block(&v, &at, &yty, &vt);
-    let accs: Vec<String> = (0..nv).map(|i| format!("{v}_s{i} = {v}_a{i}")).collect();
+    text += &match bias {
+        Some(b) => format!(
+            "{v}_bs = tensor.extract {b}[{v}_m] : {}\n{v}_a = vector.broadcast {v}_bs : {t} to {vt}\n",
+            tty_of(dt, &[group * og])
+        ),
+        None => format!("{v}_a = arith.constant dense<0.0> : {vt}\n"),
+    };
+    let accs: Vec<String> = (0..nv).map(|i| format!("{v}_s{i} = {v}_a")).collect();
     let vts = vec![vt.as_str(); nv].join(", ");
     text += &format!(
         "{v}_r:{nv} = scf.for {v}_e = {v}_lo to {v}_hi step {v}_c1 iter_args({}) -> ({vts}) {{
@@ -648,15 +728,26 @@ pub(super) fn gemm_kernel(e: &mut Emitter, n: &N) -> String {
     let xf = e.reshape(&at, dt, &[k, m], &xf_shape);
     let offs: Vec<String> = (0..k).map(|i| (i * m).to_string()).collect();
     let ys = [1, 1, nn, m];
-    let init = if n.has(2) {
+    let bias = n.has(2).then(|| {
         let wname = n.g.values[n.node.inputs[1].expect("present")].name.clone();
         let bs = e.bias(n.node.inputs[2].expect("present"), &wname);
-        let ins = vec![op(bs, dt, &[nn], amap(4, &[d(2)]))];
-        map(e, ins, dt, &ys, |_, x| x[0].clone())
+        e.reshape(&bs, dt, &[nn], &[1, nn])
+    });
+    let lanes = if m.is_multiple_of(2 * KERNEL_LANES) {
+        blocked_lanes(e)
     } else {
-        fill_scalar(e, dt, &ys, 0.0)
+        KERNEL_LANES
     };
-    let yt = blocked_kernel(e, dt, (&xf, &xf_shape), (&wj, &wj_shape), &offs, &init, &ys);
+    let yt = blocked_kernel(
+        e,
+        dt,
+        (&xf, &xf_shape),
+        (&wj, &wj_shape),
+        &offs,
+        bias,
+        &ys,
+        lanes,
+    );
     map_to(
         e,
         vec![op(

@@ -6,8 +6,8 @@ use super::gemv::{
 };
 use super::int8conv::{int8_conv, int8_conv_of};
 use super::kernels::{
-    conv_init, conv_kernel, depthwise_kernel, direct_pixels, gemm_kernel, sparse_conv,
-    sparse_direct, sparse_gemm_batched, KernelConv, SparseConv, CSR_BATCHED_FLOOR,
+    blocked_lanes, conv_init, conv_kernel, depthwise_kernel, direct_pixels, gemm_kernel,
+    sparse_conv, sparse_direct, sparse_gemm_batched, KernelConv, SparseConv, CSR_BATCHED_FLOOR,
     CSR_ROWWISE_FLOOR, DEPTHWISE_PIXELS, KERNEL_LANES, KERNEL_ROWS, SPARSE_CONV_FLOOR,
 };
 use super::shape::pad_with;
@@ -110,7 +110,7 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
     let tile = if direct {
         direct_pixels(pixels)
     } else if blocked {
-        KERNEL_LANES
+        blocked_lanes(e)
     } else if depthwise {
         DEPTHWISE_PIXELS
     } else {
@@ -592,7 +592,7 @@ fn strided_conv(
     let tile = if og == 1 {
         DEPTHWISE_PIXELS
     } else {
-        KERNEL_LANES
+        blocked_lanes(e)
     };
     let reach = pixels.next_multiple_of(tile) + (k2h - 1) * wq + (k2w - 1);
     let hq = hp.div_ceil(s).max(reach.div_ceil(wq));
