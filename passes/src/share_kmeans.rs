@@ -9,6 +9,12 @@
 //! `refine=true` (default when `--calib` is given) then re-solves the centroid values, with
 //! the assignments fixed, for the least squared error of the layer's outputs on the
 //! calibration inputs: minimise trace(dW H dW^T), H = X^T X, a k x k linear system.
+//!
+//! `assign=nearest` (default) gives each weight its nearest centroid. `assign=obs` (needs
+//! `--calib`) assigns column by column and spreads each weight's rounding error onto the row's
+//! later weights through the inverse Hessian (GPTQ / OBQ, `damp` as for `prune-sparsegpt`):
+//! a weight may take a farther centroid when that lets the layer's output on the calibration
+//! inputs stay closer. Pruned weights stay zero; the centroids are k-means' (then refined).
 
 use bonsai::encoding::{Codebook, Encoding};
 use bonsai::pass::{Options, Pass, PassContext};
@@ -24,6 +30,8 @@ pub struct ShareKmeans {
     seed: u64,
     /// None: refine when calibration data is present.
     refine: Option<bool>,
+    /// Assign by OBS rounding (with this damping) instead of to the nearest centroid.
+    obs: Option<f64>,
     exclude: Vec<String>,
 }
 
@@ -34,7 +42,9 @@ impl ShareKmeans {
     pub const GRID: &'static [&'static str] = &["bits=6", "bits=5", "bits=4", "bits=3", "bits=2"];
 
     pub fn create(opts: &Options) -> Result<Box<dyn Pass>> {
-        opts.expect_keys(&["bits", "scope", "init", "seed", "refine", "exclude"])?;
+        opts.expect_keys(&[
+            "bits", "scope", "init", "seed", "refine", "assign", "damp", "exclude",
+        ])?;
         let bits = opts.u64_or("bits", 4)?;
         if !(1..=8).contains(&bits) {
             return Err(Error::option("bits", format!("must be 1..=8, got {bits}")));
@@ -49,7 +59,21 @@ impl ShareKmeans {
             "linear" => true,
             s => return Err(Error::option("init", format!("'{s}' is not kmeans++ or linear"))),
         };
+        let obs = match opts.get("assign").unwrap_or("nearest") {
+            "nearest" => None,
+            "obs" => Some(opts.f64_or("damp", 0.01)?),
+            s => return Err(Error::option("assign", format!("'{s}' is not nearest or obs"))),
+        };
+        if obs.is_none() && opts.get("damp").is_some() {
+            return Err(Error::option("damp", "only applies with assign=obs"));
+        }
+        if let Some(d) = obs {
+            if !(d > 0.0 && d.is_finite()) {
+                return Err(Error::option("damp", format!("must be > 0, got {d}")));
+            }
+        }
         Ok(Box::new(ShareKmeans {
+            obs,
             bits: bits as u32,
             per_channel,
             linear_init,
@@ -69,7 +93,7 @@ impl Pass for ShareKmeans {
     }
 
     fn needs_calibration(&self) -> bool {
-        self.refine == Some(true)
+        self.refine == Some(true) || self.obs.is_some()
     }
 
     fn run(&self, cx: &PassContext, module: &mut Module) -> Result<()> {
@@ -101,6 +125,10 @@ impl Pass for ShareKmeans {
                 }
                 centroids.push(c);
             }
+            if let Some(damp) = self.obs {
+                let calib = cx.calib_for(self.name(), &w.name)?;
+                assign_obs(view, calib, &mut assign, &centroids, self.per_channel, damp)?;
+            }
             if refine {
                 let calib = cx.calib_for(self.name(), &w.name)?;
                 refine_centroids(view, calib, &assign, &mut centroids, self.per_channel);
@@ -126,6 +154,48 @@ impl Pass for ShareKmeans {
 }
 
 const NONE: u32 = u32::MAX;
+
+/// Re-assign the non-zeros of `view` (NONE in `assign` marks a zero) by OBS rounding onto
+/// `centroids`, group by group of the calibration's Gram matrices.
+fn assign_obs(
+    view: &RowView,
+    calib: &bonsai::calib::LayerCalib,
+    assign: &mut [u32],
+    centroids: &[Vec<f64>],
+    per_channel: bool,
+    damp: f64,
+) -> Result<()> {
+    let (rows, k) = (view.rows, view.cols);
+    if calib.k != k || calib.groups == 0 || rows % calib.groups != 0 {
+        return Ok(());
+    }
+    let rpg = rows / calib.groups;
+    for g in 0..calib.groups {
+        let span = g * rpg * k..(g + 1) * rpg * k;
+        let mut w = view.v[span.clone()].to_vec();
+        let asg = &mut assign[span];
+        crate::obs::round_obs(
+            &mut w,
+            rpg,
+            k,
+            &calib.gram[g],
+            damp,
+            128,
+            "share-kmeans",
+            |r, c, v| {
+                let i = r * k + c;
+                if asg[i] == NONE {
+                    return 0.0;
+                }
+                let cb = &centroids[if per_channel { g * rpg + r } else { 0 }];
+                let a = nearest(cb, v);
+                asg[i] = a as u32;
+                cb[a]
+            },
+        )?;
+    }
+    Ok(())
+}
 
 /// Index of the centroid nearest to `x` (centroids sorted ascending).
 fn nearest(c: &[f64], x: f64) -> usize {
