@@ -183,10 +183,10 @@ fn kernels(a: &BenchArgs) -> Result<()> {
             "shape",
             "sparsity",
             "dense us",
-            "CSR us",
+            "sparse us",
             "onnxrt us",
-            "CSR/dense",
-            "CSR/ort",
+            "sp/dense",
+            "sp/ort",
             "int8 us",
             "int8/dense",
             "ort int8 us",
@@ -195,7 +195,13 @@ fn kernels(a: &BenchArgs) -> Result<()> {
         for r in &rows {
             let f = |k: &str| {
                 r[k].as_f64()
-                    .map(|v| format!("{v:.1}"))
+                    .map(|v| {
+                        if v < 10.0 {
+                            format!("{v:.2}")
+                        } else {
+                            format!("{v:.1}")
+                        }
+                    })
                     .unwrap_or("-".into())
             };
             let x = |k: &str| {
@@ -220,9 +226,16 @@ fn kernels(a: &BenchArgs) -> Result<()> {
         }
         println!(
             "(batch {}, 1 thread, medians of {} runs; onnxruntime runs the same sparse model \
-densely; ratios > 1 mean CSR (int8) is faster; int8: the op in QDQ form as quantize_static \
-writes it, bonsai's integer convolution or int8 FC against onnxruntime's QLinearConv / QGemm)",
-            a.batch, a.runs
+densely; ratios > 1 mean sparse (int8) is faster; sparse: {} for a Gemm on fewer than 8 rows, \
+CSR through the sparsifier on more, the direct kernel for a convolution; int8: the op in QDQ \
+form as quantize_static writes it, bonsai's integer convolution or int8 FC against \
+onnxruntime's QLinearConv / QGemm)",
+            a.batch,
+            a.runs,
+            match bonsai::ir::lower::host_x86().perm_lanes() {
+                0 => "the gather kernel".to_string(),
+                l => format!("the permute kernel ({l} lanes)"),
+            }
         );
     }
     if let Some(p) = &a.svg {
