@@ -10,7 +10,10 @@
 //!
 //! Options: `damp=0.001` (ridge towards the current weights, as a fraction of the mean input
 //! power; raised to k/rows - 1 where a layer has fewer calibration rows than inputs),
-//! `bias=true` (refit constant biases too), `exclude=a,b`.
+//! `bias=true` (refit constant biases too), `reassign=false` (after `share-kmeans`: first
+//! re-assign each weight's centroid, by refitting its row and rounding it back onto the
+//! codebook with OBS error feedback on the layer's current inputs; then refit the centroids),
+//! `exclude=a,b`.
 
 use std::collections::BTreeMap;
 
@@ -28,6 +31,9 @@ use crate::common::{flag, list, row_view, select, write_rows};
 pub struct Refit {
     damp: f64,
     bias: bool,
+    /// Shared weights: re-assign each weight's centroid (OBS rounding of the refitted row
+    /// onto the codebook, on the layer's current inputs) before refitting the centroids.
+    reassign: bool,
     exclude: Vec<String>,
 }
 
@@ -41,12 +47,17 @@ impl Refit {
     pub const GRID: &'static [&'static str] = &[];
 
     pub fn create(opts: &Options) -> Result<Box<dyn Pass>> {
-        opts.expect_keys(&["damp", "bias", "exclude"])?;
+        opts.expect_keys(&["damp", "bias", "reassign", "exclude"])?;
         let damp = opts.f64_or("damp", 0.001)?;
         if !(damp > 0.0 && damp <= 1.0) {
             return Err(Error::option("damp", format!("must be in (0, 1], got {damp}")));
         }
-        Ok(Box::new(Refit { damp, bias: flag(opts, "bias", true)?, exclude: list(opts, "exclude") }))
+        Ok(Box::new(Refit {
+            damp,
+            bias: flag(opts, "bias", true)?,
+            reassign: flag(opts, "reassign", false)?,
+            exclude: list(opts, "exclude"),
+        }))
     }
 }
 
@@ -110,7 +121,11 @@ impl Pass for Refit {
             let damp = self.damp.max(p.k as f64 / p.rows.max(1) as f64 - 1.0).min(100.0);
             let rpg = view.rows / p.groups;
             if let Encoding::Codebook(cb) = w.encoding()? {
-                // Shared weights stay shared: refit the centroids, assignments fixed.
+                // Shared weights stay shared: refit the centroids, assignments fixed (after
+                // re-assigning them with `reassign`).
+                if self.reassign {
+                    reassign_rows(&p, &mut view, &w0, &cb, damp).map_err(|e| fail(format!("weight '{}': {e}", w.name)))?;
+                }
                 let w0f: Vec<f64> = w0.iter().map(|&x| x as f64).collect();
                 let cb = refit_codebook(&p, &mut view, &w0f, &cb, bias.as_ref().map(|(_, b0)| b0.as_slice()), bv.as_mut(), damp);
                 write_rows(w, &view)?;
@@ -193,6 +208,51 @@ fn refit_row(p: &bonsai::calib::Paired, g: usize, w: &mut [f64], w0: &[f64], bia
         w[i] = if x[a] == 0.0 { f64::MIN_POSITIVE } else { x[a] };
     }
     Ok(bias.map(|_| x[m - 1]))
+}
+
+/// Re-assign a shared weight's centroids: each row is refitted by least squares over its
+/// non-zeros (no bias), then rounded onto its codebook column by column with OBS error
+/// feedback through the layer's current Gram matrix. Zeros stay zeros.
+fn reassign_rows(p: &bonsai::calib::Paired, view: &mut crate::common::RowView, w0: &[f32], cb: &Codebook, damp: f64) -> std::result::Result<(), String> {
+    let (rows, k) = (view.rows, view.cols);
+    let rpg = rows / p.groups;
+    let per_row = cb.centroids.len() > 1;
+    let books: Vec<Vec<f64>> = cb
+        .centroids
+        .iter()
+        .map(|c| {
+            let mut v: Vec<f64> = c.iter().map(|&x| x as f64).collect();
+            v.sort_by(f64::total_cmp);
+            v
+        })
+        .collect();
+    let kept: Vec<bool> = view.v.iter().map(|&x| x != 0.0).collect();
+    for g in 0..p.groups {
+        for o in g * rpg..(g + 1) * rpg {
+            let row = &mut view.v[o * k..(o + 1) * k];
+            let w0r: Vec<f64> = w0[o * k..(o + 1) * k].iter().map(|&x| x as f64).collect();
+            refit_row(p, g, row, &w0r, None, damp)?;
+        }
+        let span = g * rpg * k..(g + 1) * rpg * k;
+        let kept = &kept[span.clone()];
+        crate::obs::round_obs(&mut view.v[span], rpg, k, &p.gram[g], 0.01, 128, "refit", |r, c, v| {
+            if !kept[r * k + c] {
+                return 0.0;
+            }
+            let b = &books[if per_row { g * rpg + r } else { 0 }];
+            let i = b.partition_point(|&m| m < v);
+            let near = if i == 0 {
+                0
+            } else if i == b.len() || (v - b[i - 1]) <= (b[i] - v) {
+                i - 1
+            } else {
+                i
+            };
+            b[near]
+        })
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Jacobi-preconditioned conjugate gradients for the symmetric positive definite system

@@ -15,6 +15,10 @@
 //! later weights through the inverse Hessian (GPTQ / OBQ, `damp` as for `prune-sparsegpt`):
 //! a weight may take a farther centroid when that lets the layer's output on the calibration
 //! inputs stay closer. Pruned weights stay zero; the centroids are k-means' (then refined).
+//!
+//! `granularity=sensitivity` (needs `--calib`) gives each layer its own bit width (1..=8) so
+//! that the layers take no more bytes than at `bits` each (indices of the non-zeros plus the
+//! codebooks), spending them where a bit lowers the estimated relative output error most.
 
 use bonsai::encoding::{Codebook, Encoding};
 use bonsai::pass::{Options, Pass, PassContext};
@@ -32,6 +36,8 @@ pub struct ShareKmeans {
     refine: Option<bool>,
     /// Assign by OBS rounding (with this damping) instead of to the nearest centroid.
     obs: Option<f64>,
+    /// Per-layer bit widths by estimated output error, `bits` on average (in bytes).
+    sensitivity: bool,
     exclude: Vec<String>,
 }
 
@@ -43,7 +49,15 @@ impl ShareKmeans {
 
     pub fn create(opts: &Options) -> Result<Box<dyn Pass>> {
         opts.expect_keys(&[
-            "bits", "scope", "init", "seed", "refine", "assign", "damp", "exclude",
+            "bits",
+            "scope",
+            "init",
+            "seed",
+            "refine",
+            "assign",
+            "damp",
+            "granularity",
+            "exclude",
         ])?;
         let bits = opts.u64_or("bits", 4)?;
         if !(1..=8).contains(&bits) {
@@ -72,8 +86,19 @@ impl ShareKmeans {
                 return Err(Error::option("damp", format!("must be > 0, got {d}")));
             }
         }
+        let sensitivity = match opts.get("granularity").unwrap_or("layer") {
+            "layer" => false,
+            "sensitivity" => true,
+            s => {
+                return Err(Error::option(
+                    "granularity",
+                    format!("'{s}' is not layer or sensitivity"),
+                ))
+            }
+        };
         Ok(Box::new(ShareKmeans {
             obs,
+            sensitivity,
             bits: bits as u32,
             per_channel,
             linear_init,
@@ -93,63 +118,144 @@ impl Pass for ShareKmeans {
     }
 
     fn needs_calibration(&self) -> bool {
-        self.refine == Some(true) || self.obs.is_some()
+        self.refine == Some(true) || self.obs.is_some() || self.sensitivity
     }
 
     fn run(&self, cx: &PassContext, module: &mut Module) -> Result<()> {
         let (ws, views) = selected_views(module, &self.exclude)?;
         let refine = self.refine.unwrap_or(cx.calib.is_some());
-        let k = 1usize << self.bits;
-        for (w, view) in ws.iter().zip(&views) {
-            let (rows, cols) = (view.rows, view.cols);
-            let groups: Vec<std::ops::Range<usize>> = if self.per_channel {
-                (0..rows).map(|r| r * cols..(r + 1) * cols).collect()
-            } else {
-                std::iter::once(0..rows * cols).collect()
-            };
-            // Cluster each group's non-zeros; NONE marks a zero.
-            let mut assign = vec![NONE; view.v.len()];
-            let mut centroids = Vec::with_capacity(groups.len());
-            for (gi, range) in groups.iter().enumerate() {
-                let vals: Vec<f64> = view.v[range.clone()]
-                    .iter()
-                    .copied()
-                    .filter(|&x| x != 0.0)
-                    .collect();
-                let seed = self.seed ^ (gi as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                let c = kmeans_1d(&vals, k, self.linear_init, seed);
-                for i in range.clone() {
-                    if view.v[i] != 0.0 {
-                        assign[i] = nearest(&c, view.v[i]) as u32;
-                    }
-                }
-                centroids.push(c);
-            }
-            if let Some(damp) = self.obs {
-                let calib = cx.calib_for(self.name(), &w.name)?;
-                assign_obs(view, calib, &mut assign, &centroids, self.per_channel, damp)?;
-            }
-            if refine {
-                let calib = cx.calib_for(self.name(), &w.name)?;
-                refine_centroids(view, calib, &assign, &mut centroids, self.per_channel);
-            }
-            let cb: Vec<Vec<f32>> = centroids
+        let bits = if self.sensitivity {
+            let calibs = ws
                 .iter()
-                .map(|c| c.iter().map(|&x| x as f32).collect())
-                .collect();
-            let v = (0..view.v.len())
-                .map(|i| match assign[i] {
-                    NONE => 0.0,
-                    a => cb[if self.per_channel { i / cols } else { 0 }][a as usize] as f64,
-                })
-                .collect();
-            write_rows(w, &RowView { rows, cols, v })?;
+                .map(|w| cx.calib_for(self.name(), &w.name))
+                .collect::<Result<Vec<_>>>()?;
+            self.allocate_bits(&views, &calibs)?
+        } else {
+            vec![self.bits; views.len()]
+        };
+        for ((w, view), &b) in ws.iter().zip(&views).zip(&bits) {
+            let calib = if refine || self.obs.is_some() {
+                Some(cx.calib_for(self.name(), &w.name)?)
+            } else {
+                None
+            };
+            let (v, cb) = self.share(view, calib, b, refine)?;
+            write_rows(w, &RowView { rows: view.rows, cols: view.cols, v })?;
             w.set_encoding(&Encoding::Codebook(Codebook {
-                bits: self.bits,
+                bits: b,
                 centroids: cb,
             }))?;
         }
         Ok(())
+    }
+}
+
+impl ShareKmeans {
+    /// One layer shared into 2^bits centroids (per layer or channel): the shared weights
+    /// (row-major, as `view`) and the codebooks.
+    fn share(
+        &self,
+        view: &RowView,
+        calib: Option<&bonsai::calib::LayerCalib>,
+        bits: u32,
+        refine: bool,
+    ) -> Result<(Vec<f64>, Vec<Vec<f32>>)> {
+        let (rows, cols) = (view.rows, view.cols);
+        let k = 1usize << bits;
+        let groups: Vec<std::ops::Range<usize>> = if self.per_channel {
+            (0..rows).map(|r| r * cols..(r + 1) * cols).collect()
+        } else {
+            std::iter::once(0..rows * cols).collect()
+        };
+        // Cluster each group's non-zeros; NONE marks a zero.
+        let mut assign = vec![NONE; view.v.len()];
+        let mut centroids = Vec::with_capacity(groups.len());
+        for (gi, range) in groups.iter().enumerate() {
+            let vals: Vec<f64> = view.v[range.clone()]
+                .iter()
+                .copied()
+                .filter(|&x| x != 0.0)
+                .collect();
+            let seed = self.seed ^ (gi as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let c = kmeans_1d(&vals, k, self.linear_init, seed);
+            for i in range.clone() {
+                if view.v[i] != 0.0 {
+                    assign[i] = nearest(&c, view.v[i]) as u32;
+                }
+            }
+            centroids.push(c);
+        }
+        if let (Some(damp), Some(calib)) = (self.obs, calib) {
+            assign_obs(view, calib, &mut assign, &centroids, self.per_channel, damp)?;
+        }
+        if let (true, Some(calib)) = (refine, calib) {
+            refine_centroids(view, calib, &assign, &mut centroids, self.per_channel);
+        }
+        let cb: Vec<Vec<f32>> = centroids
+            .iter()
+            .map(|c| c.iter().map(|&x| x as f32).collect())
+            .collect();
+        let v = (0..view.v.len())
+            .map(|i| match assign[i] {
+                NONE => 0.0,
+                a => cb[if self.per_channel { i / cols } else { 0 }][a as usize] as f64,
+            })
+            .collect();
+        Ok((v, cb))
+    }
+
+    /// Per-layer bit widths (1 ..= 8) for `granularity=sensitivity`: every layer starts at
+    /// 1 bit and the layer whose next bit lowers the estimated relative output error
+    /// (trace(dW H dW^T) / trace(W H W^T)) most per byte it adds gains it, until no bit that
+    /// lowers an error fits: the layers may not take more than they would at `bits` each. Bytes: the non-zeros'
+    /// indices plus the f32 codebooks.
+    fn allocate_bits(
+        &self,
+        views: &[RowView],
+        calibs: &[&bonsai::calib::LayerCalib],
+    ) -> Result<Vec<u32>> {
+        let books = |v: &RowView| if self.per_channel { v.rows } else { 1 };
+        let nnz = |v: &RowView| v.v.iter().filter(|x| **x != 0.0).count() as f64;
+        let bytes = |v: &RowView, b: u32| nnz(v) * b as f64 / 8.0 + (books(v) << b) as f64 * 4.0;
+        let budget: f64 = views.iter().map(|v| bytes(v, self.bits)).sum();
+        let mut curves = Vec::with_capacity(views.len());
+        for (v, c) in views.iter().zip(calibs) {
+            let w: Vec<f32> = v.v.iter().map(|&x| x as f32).collect();
+            let mut e = Vec::with_capacity(8);
+            for b in 1..=8u32 {
+                let (q, _) = self.share(v, Some(c), b, false)?;
+                let q: Vec<f32> = q.iter().map(|&x| x as f32).collect();
+                let err = c.output_error(v.rows, &w, &q);
+                e.push(if err.is_finite() { err } else { 0.0 });
+            }
+            curves.push(e);
+        }
+        let mut at = vec![1u32; views.len()];
+        let mut used: f64 = views.iter().map(|v| bytes(v, 1)).sum();
+        loop {
+            let mut best: Option<(usize, f64, f64)> = None;
+            for (l, v) in views.iter().enumerate() {
+                if at[l] >= 8 {
+                    continue;
+                }
+                let db = bytes(v, at[l] + 1) - bytes(v, at[l]);
+                if used + db > budget {
+                    continue;
+                }
+                let de = curves[l][at[l] as usize - 1] - curves[l][at[l] as usize];
+                if de <= 0.0 {
+                    continue;
+                }
+                let gain = de / db.max(1e-9);
+                if best.is_none_or(|(_, g, _)| gain > g) {
+                    best = Some((l, gain, db));
+                }
+            }
+            let Some((l, _, db)) = best else { break };
+            at[l] += 1;
+            used += db;
+        }
+        Ok(at)
     }
 }
 
@@ -421,6 +527,43 @@ mod tests {
         }
         // No more centroids than distinct values.
         assert_eq!(kmeans_1d(&[1.0, 1.0, 2.0], 16, false, 0), vec![1.0, 2.0]);
+    }
+
+    /// The bytes go where bits lower the output error: a layer of one repeated value needs
+    /// one bit; the spread-out layer takes what the 3-bit average leaves (4 bits).
+    #[test]
+    fn sensitivity_gives_bits_to_the_layer_that_needs_them() {
+        let k = 256;
+        let eye = |k: usize| -> Vec<f64> {
+            (0..k * k).map(|i| if i % (k + 1) == 0 { 1.0 } else { 0.0 }).collect()
+        };
+        let calib = bonsai::calib::LayerCalib {
+            groups: 1,
+            k,
+            gram: vec![eye(k)],
+            sum: vec![vec![0.0; k]],
+            rows: 1,
+            act: Default::default(),
+        };
+        let spread = RowView {
+            rows: 4,
+            cols: k,
+            v: (0..4 * k).map(|i| ((i * 37) % 101) as f64 / 10.0 - 5.0 + 0.01).collect(),
+        };
+        let flat = RowView { rows: 4, cols: k, v: vec![0.5; 4 * k] };
+        let pass = ShareKmeans {
+            bits: 3,
+            per_channel: false,
+            linear_init: false,
+            seed: 0,
+            refine: Some(false),
+            obs: None,
+            sensitivity: true,
+            exclude: Vec::new(),
+        };
+        let bits = pass.allocate_bits(&[spread, flat], &[&calib, &calib]).unwrap();
+        assert_eq!(bits[1], 1, "{bits:?}");
+        assert_eq!(bits[0], 4, "{bits:?}");
     }
 
     #[test]
