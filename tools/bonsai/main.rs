@@ -74,7 +74,8 @@ enum Cmd {
         sparse_min: Option<f64>,
         /// With the CPU form: the x86 vector extensions its kernels assume (default: this
         /// machine's, which `run`, `bench` and `compile` always target). Sparse Gemms on a
-        /// few rows use 16-lane permutes with avx512, 8-lane with avx2, gathers with none.
+        /// few rows use 16-lane permutes with avx512, 8-lane with avx2, gathers with none;
+        /// integer convolutions use 8-bit dot products with avx512vnni.
         /// For reading or pinning the code another machine gets.
         #[arg(long, value_enum, default_value_t = X86Arg::Host)]
         x86: X86Arg,
@@ -258,6 +259,8 @@ enum X86Arg {
     None,
     Avx2,
     Avx512,
+    /// AVX-512 with VNNI (8-bit dot products).
+    Avx512vnni,
 }
 
 impl X86Arg {
@@ -268,6 +271,7 @@ impl X86Arg {
             X86Arg::None => X86::None,
             X86Arg::Avx2 => X86::Avx2,
             X86Arg::Avx512 => X86::Avx512,
+            X86Arg::Avx512vnni => X86::Avx512Vnni,
         }
     }
 }

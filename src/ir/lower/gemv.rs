@@ -145,6 +145,8 @@ pub enum X86 {
     Avx2,
     /// AVX-512F: 16-lane permutes (`vpermps` zmm).
     Avx512,
+    /// AVX-512F and VNNI: also 8-bit dot products (`vpdpbusd` zmm).
+    Avx512Vnni,
 }
 
 impl X86 {
@@ -153,7 +155,7 @@ impl X86 {
         match self {
             X86::None => 0,
             X86::Avx2 => 8,
-            X86::Avx512 => 16,
+            X86::Avx512 | X86::Avx512Vnni => 16,
         }
     }
 }

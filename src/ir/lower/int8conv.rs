@@ -22,6 +22,9 @@ const LANES: usize = 8;
 /// fits) with one scale per output channel.
 pub(super) struct Int8Conv {
     pub(super) x_scale: f32,
+    /// What makes the input's integers `x / scale` unsigned bytes: the zero point (u8
+    /// input), or zero point + 128 (i8).
+    pub(super) x_offset: i32,
     pub(super) q: Vec<i16>,
     pub(super) w_scales: Vec<f32>,
 }
@@ -82,11 +85,20 @@ pub(super) fn int8_conv_of(e: &Emitter, n: &N, cg: usize) -> Option<Int8Conv> {
         return None;
     }
     let x_scale = quantised_input_scale(e, n)?;
+    let dq = e.dequantized.get(&n.node.inputs[0]?)?;
+    let x_offset = match dq.dtype {
+        DType::U8 => dq.zero_point as i32,
+        _ => dq.zero_point as i32 + 128,
+    };
     let w = n.g.konst(n.node.inputs[1]?)?;
     let m = w.shape[0];
-    let (q, w_scales) = grid_rows(&w.reshaped(vec![m, w.len() / m]), 255)?;
+    // Signed bytes where the weight allows (what the VNNI kernel multiplies), else up to 255
+    // steps (asymmetric int8; the 16-bit kernel).
+    let rows = w.reshaped(vec![m, w.len() / m]);
+    let (q, w_scales) = grid_rows(&rows, 127).or_else(|| grid_rows(&rows, 255))?;
     Some(Int8Conv {
         x_scale,
+        x_offset,
         q,
         w_scales,
     })
@@ -265,6 +277,220 @@ pub(super) fn int8_conv(e: &mut Emitter, n: &N, s: KernelConv, w: Int8Conv) -> S
             text += &format!(
                 "{v}_b{a} = vector.transfer_read {cur}[{v}_n, {v}_g, {o}, {px}], {v}_z {{in_bounds = [true]}} : {yty}, {ft}
 {v}_f{a} = arith.sitofp {v}_r#{a} : {at} to {ft}
+{v}_u{a} = vector.fma {v}_f{a}, {v}_sb{i}, {v}_b{a} : {ft}
+{v}_t{a} = vector.transfer_write {v}_u{a}, {cur}[{v}_n, {v}_g, {o}, {px}] {{in_bounds = [true]}} : {ft}, {yty}
+"
+            );
+            cur = format!("{v}_t{a}");
+        }
+    }
+    text += &format!(
+        "scf.yield {cur} : {yty}\n}}\nscf.yield {v}_y3 : {yty}\n}}\nscf.yield {v}_y2 : {yty}\n}}\nscf.yield {v}_y1 : {yty}\n}} {{bonsai.kernel = \"int8_conv\"}}"
+    );
+    for l in text.lines() {
+        e.line(l);
+    }
+    plane_to_out(e, n, &v, &ys, s.wp)
+}
+
+/// Pixels per block of `int8_conv_vnni`: two 16 x i32 accumulators per output row.
+const VNNI_PIXELS: usize = 32;
+
+/// Whether `int8_conv_vnni` applies: AVX-512 VNNI, channels in whole quads, weights within
+/// signed bytes.
+pub(super) fn vnni_applies(e: &Emitter, cg: usize, w: &Int8Conv) -> bool {
+    e.x86 >= super::X86::Avx512Vnni
+        && cg.is_multiple_of(4)
+        && w.q.iter().all(|&q| (-128..=127).contains(&q))
+        && (0..=255).contains(&w.x_offset)
+}
+
+/// The integer convolution with 8-bit dot products (`vpdpbusd`: per 32-bit lane, four
+/// unsigned bytes times four signed bytes, summed into the lane; 64 multiply-adds per
+/// instruction against `vpmaddwd`'s 32). The input's integers, offset to unsigned bytes
+/// (`u = x / scale + offset`, `offset` = the zero point for u8), go four channels to an i32;
+/// the weights four channels to an i32 of signed bytes. Each output row of a block keeps two
+/// 16-lane accumulators (32 pixels); per step (channel quad, kernel tap) one input vector
+/// per 16 pixels and one broadcast weight quad per row. The offset comes back out exactly:
+/// `acc - offset * sum(w)` (padding reads u = offset, as x = 0 there). Then one multiply by
+/// `x_scale * w_scale[o]` onto the bias.
+pub(super) fn int8_conv_vnni(e: &mut Emitter, n: &N, s: KernelConv, w: Int8Conv) -> String {
+    let (nb, group, cg, len) = (s.xg[0], s.xg[1], s.xg[2], s.xg[3]);
+    let og = s.wshape[1];
+    let ks = &s.wshape[3..];
+    let kk: usize = ks.iter().product();
+    let cq = cg / 4;
+    let pp = s.pixels.next_multiple_of(VNNI_PIXELS);
+    let qty = format!("tensor<{nb}x{group}x{cq}x{len}xi32>");
+    let flat = cq * len;
+    let fty = format!("tensor<{nb}x{group}x{flat}xi32>");
+    let empty = e.fresh();
+    e.line(&format!("{empty} = tensor.empty() : {qty}"));
+    let quarter = |k: usize| Operand {
+        ssa: s.xg_s.to_string(),
+        ty: tty_of(DType::F32, s.xg),
+        map: amap(4, &[d(0), d(1), format!("d2 * 4 + {k}"), d(3)]),
+        elem: "f32",
+    };
+    let ins: Vec<Operand> = (0..4).map(quarter).collect();
+    let out = Operand {
+        ssa: empty,
+        ty: qty.clone(),
+        map: amap(4, &(0..4).map(d).collect::<Vec<_>>()),
+        elem: "i32",
+    };
+    let inv = crate::ir::emit::flit(DType::F32, (1.0 / w.x_scale) as f64);
+    let off = w.x_offset;
+    let xq = e.generic(&ins, &out, &["parallel"; 4], |b, a| {
+        let c = b.op(&format!("arith.constant {inv} : f32"));
+        let o = b.op(&format!("arith.constant {off} : i32"));
+        let mut acc = String::new();
+        for (k, x) in a.iter().take(4).enumerate() {
+            let q = b.op(&format!("arith.mulf {x}, {c} : f32"));
+            let q = b.op(&format!("math.roundeven {q} : f32"));
+            let q = b.op(&format!("arith.fptosi {q} : f32 to i32"));
+            let u = b.op(&format!("arith.addi {q}, {o} : i32"));
+            let u = if k == 0 {
+                u
+            } else {
+                let sh = b.op(&format!("arith.constant {} : i32", 8 * k));
+                b.op(&format!("arith.shli {u}, {sh} : i32"))
+            };
+            acc = if k == 0 {
+                u
+            } else {
+                b.op(&format!("arith.ori {acc}, {u} : i32"))
+            };
+        }
+        acc
+    });
+    let xf = e.fresh();
+    e.line(&format!(
+        "{xf} = tensor.collapse_shape {xq} [[0], [1], [2, 3]] : {qty} into {fty}"
+    ));
+    // Weights as quads of signed bytes (byte k: channel 4c + k), steps in (quad, k...) order;
+    // each step's offset into the flattened quads is the f32 plane's offset of step c*kk+tap.
+    let j = cg * kk;
+    let nj = cq * kk;
+    let mut quads = Vec::with_capacity(group * og * nj);
+    let mut corr = Vec::with_capacity(group * og);
+    for o in 0..group * og {
+        let row = &w.q[o * j..(o + 1) * j];
+        for c in 0..cq {
+            for kf in 0..kk {
+                let mut word = 0u32;
+                for k in 0..4 {
+                    word |= (row[(4 * c + k) * kk + kf] as i8 as u8 as u32) << (8 * k);
+                }
+                quads.push(word as i32);
+            }
+        }
+        let sum: i64 = row.iter().map(|&q| q as i64).sum();
+        corr.push((off as i64 * sum) as i32);
+    }
+    let offs: Vec<String> = (0..nj).map(|jj| s.step_offset(jj).to_string()).collect();
+    let wq = e.constant(
+        &Tensor::new(vec![group, og, nj], Data::I32(quads)),
+        Some("int8_vnni_weight"),
+    );
+    let cc = e.constant(
+        &Tensor::new(vec![group, og], Data::I32(corr)),
+        Some("int8_vnni_offset"),
+    );
+    let scales: Vec<f32> = w.w_scales.iter().map(|&ws| ws * w.x_scale).collect();
+    let sc = e.constant(
+        &Tensor::f32(vec![group, og], scales),
+        Some("int8_conv_scale"),
+    );
+    let ys = [nb, group, og, pp];
+    let init = conv_init(e, n, DType::F32, &ys);
+    const L: usize = VNNI_PIXELS / 2;
+    let at = format!("vector<{L}xi32>");
+    let ft = format!("vector<{L}xf32>");
+    // LLVM 22 takes the byte operands as <64 x i8>.
+    let bt = format!("vector<{}xi8>", 4 * L);
+    e.helper("bonsai_vpdpbusd", || {
+        format!(
+            "  llvm.func internal @bonsai_vpdpbusd(%acc: {at}, %u: {at}, %s: {at}) -> {at} attributes {{always_inline}} {{
+    %ub = llvm.bitcast %u : {at} to {bt}
+    %sb = llvm.bitcast %s : {at} to {bt}
+    %r = llvm.call_intrinsic \"llvm.x86.avx512.vpdpbusd.512\"(%acc, %ub, %sb) : ({at}, {bt}, {bt}) -> {at}
+    llvm.return %r : {at}
+  }}
+"
+        )
+    });
+    let v = e.fresh();
+    let yty = tty_of(DType::F32, &ys);
+    let wty = format!("tensor<{group}x{og}x{nj}xi32>");
+    let sty = format!("tensor<{group}x{og}xf32>");
+    let cty = format!("tensor<{group}x{og}xi32>");
+    let (loops, rows) = block_loops(
+        &v,
+        &offs,
+        [nb, group, og, pp],
+        [KERNEL_ROWS, VNNI_PIXELS],
+        [0, og],
+        &init,
+        &yty,
+        "f32",
+    );
+    let mut text = format!(
+        "{v}_cl = arith.constant {L} : index
+{v}_zq = arith.constant 0 : i32
+{v}_zv = arith.constant dense<0> : {at}
+{loops}"
+    );
+    let nacc = 2 * KERNEL_ROWS;
+    let accs: Vec<String> = (0..nacc).map(|a| format!("{v}_s{a} = {v}_zv")).collect();
+    let ats = vec![at.as_str(); nacc].join(", ");
+    text += &format!(
+        "{v}_r:{nacc} = scf.for {v}_j = {v}_c0 to {v}_nj step {v}_c1 iter_args({}) -> ({ats}) {{
+{v}_off = tensor.extract {v}_offs[{v}_j] : tensor<{nj}xindex>
+{v}_q0 = arith.addi {v}_off, {v}_p : index
+{v}_q1 = arith.addi {v}_q0, {v}_cl : index
+{v}_x0 = vector.transfer_read {xf}[{v}_n, {v}_g, {v}_q0], {v}_zq {{in_bounds = [true]}} : {fty}, {at}
+{v}_x1 = vector.transfer_read {xf}[{v}_n, {v}_g, {v}_q1], {v}_zq {{in_bounds = [true]}} : {fty}, {at}
+",
+        accs.join(", ")
+    );
+    let mut next = Vec::with_capacity(nacc);
+    for (i, o) in rows.iter().enumerate() {
+        text += &format!(
+            "{v}_w{i} = tensor.extract {wq}[{v}_g, {o}, {v}_j] : {wty}
+{v}_wb{i} = vector.broadcast {v}_w{i} : i32 to {at}
+"
+        );
+        for h in 0..2 {
+            let a = 2 * i + h;
+            text += &format!(
+                "{v}_n{a} = llvm.call @bonsai_vpdpbusd({v}_s{a}, {v}_x{h}, {v}_wb{i}) : ({at}, {at}, {at}) -> {at}\n"
+            );
+            next.push(format!("{v}_n{a}"));
+        }
+    }
+    text += &format!("scf.yield {} : {ats}\n}}\n", next.join(", "));
+    let mut cur = format!("{v}_yd");
+    for (i, o) in rows.iter().enumerate() {
+        text += &format!(
+            "{v}_sc{i} = tensor.extract {sc}[{v}_g, {o}] : {sty}
+{v}_sb{i} = vector.broadcast {v}_sc{i} : f32 to {ft}
+{v}_cc{i} = tensor.extract {cc}[{v}_g, {o}] : {cty}
+{v}_cb{i} = vector.broadcast {v}_cc{i} : i32 to {at}
+"
+        );
+        for h in 0..2 {
+            let a = 2 * i + h;
+            let px = if h == 0 {
+                format!("{v}_p")
+            } else {
+                text += &format!("{v}_ph{a} = arith.addi {v}_p, {v}_cl : index\n");
+                format!("{v}_ph{a}")
+            };
+            text += &format!(
+                "{v}_b{a} = vector.transfer_read {cur}[{v}_n, {v}_g, {o}, {px}], {v}_z {{in_bounds = [true]}} : {yty}, {ft}
+{v}_sub{a} = arith.subi {v}_r#{a}, {v}_cb{i} : {at}
+{v}_f{a} = arith.sitofp {v}_sub{a} : {at} to {ft}
 {v}_u{a} = vector.fma {v}_f{a}, {v}_sb{i}, {v}_b{a} : {ft}
 {v}_t{a} = vector.transfer_write {v}_u{a}, {cur}[{v}_n, {v}_g, {o}, {px}] {{in_bounds = [true]}} : {ft}, {yty}
 "

@@ -57,7 +57,11 @@ pub use gemv::X86;
 pub fn host_x86() -> X86 {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+        {
+            X86::Avx512Vnni
+        } else if std::arch::is_x86_feature_detected!("avx512f") {
             X86::Avx512
         } else if std::arch::is_x86_feature_detected!("avx2") {
             X86::Avx2

@@ -4,7 +4,7 @@ use super::elementwise::{map, operands};
 use super::gemv::{
     int8_gemv, int8_rows, perm_gemv, sparse_gemv, GATHER_GEMV_FLOOR, PERM_GEMV_FLOOR,
 };
-use super::int8conv::{int8_conv, int8_conv_of};
+use super::int8conv::{int8_conv, int8_conv_of, int8_conv_vnni, vnni_applies};
 use super::kernels::{
     blocked_lanes, conv_init, conv_kernel, depthwise_kernel, direct_pixels, gemm_kernel,
     sparse_conv, sparse_direct, sparse_gemm_batched, KernelConv, SparseConv, CSR_BATCHED_FLOOR,
@@ -196,6 +196,9 @@ pub(super) fn conv(e: &mut Emitter, n: &N) -> Result<String> {
         None
     };
     if let Some(q) = int8 {
+        if vnni_applies(e, cg, &q) {
+            return Ok(int8_conv_vnni(e, n, kernel_conv(""), q));
+        }
         return Ok(int8_conv(e, n, kernel_conv(""), q));
     }
     let ws = e.weight(n.node.inputs[1].expect("present"), &tag);

@@ -443,3 +443,74 @@ np.savez(sys.argv[2], x=x, z=z, m=o[0], a=o[1], n=o[2])
         }
     }
 }
+
+#[test]
+fn vnni_integer_convolutions_match_onnxruntime() {
+    // QDQ convolutions with channels in quads: u8 input (zero point 128, as quantize_static
+    // writes it) and i8 input (zero point -3, padded borders, a bias). With AVX-512 VNNI they
+    // multiply unsigned by signed bytes (`vpdpbusd`), the offset taken back out exactly;
+    // without, 16-bit pairs. Both against onnxruntime's reference kernels.
+    use bonsai::ir::lower::{host_x86, lower_with, Options, X86};
+    use bonsai::session::{load_bound, Compiled};
+    let d = tempdir("vnni");
+    let make = r#"
+import sys, numpy as np, onnx, onnxruntime as ort
+from onnx import TensorProto as T, helper as h, numpy_helper as nh
+rng = np.random.default_rng(12)
+w = rng.standard_normal((12, 8, 3, 3)).astype(np.float32)
+ws = (np.abs(w).reshape(12, -1).max(1) / 127).astype(np.float32)
+wq = np.round(w / ws[:, None, None, None]).astype(np.int8)
+inits = [nh.from_array(wq, "wq"), nh.from_array(ws, "ws"), nh.from_array(np.zeros(12, np.int8), "wz"),
+         nh.from_array(np.array(0.031, np.float32), "xs"), nh.from_array(np.array(-3, np.int8), "xz"),
+         nh.from_array(rng.standard_normal(12).astype(np.float32), "b")]
+nodes = [h.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+         h.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+         h.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=0),
+         h.make_node("Conv", ["xd", "wd", "b"], ["y"], pads=[1, 1, 1, 1])]
+g = h.make_graph(nodes, "vnni", [h.make_tensor_value_info("x", T.FLOAT, [2, 8, 10, 13])],
+                 [h.make_tensor_value_info("y", T.FLOAT, None)], inits)
+onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]), sys.argv[1])
+so = ort.SessionOptions()
+so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+for path, out, shape in ((sys.argv[1], sys.argv[2], (2, 8, 10, 13)), (sys.argv[3], sys.argv[4], (1, 16, 9, 9))):
+    x = rng.uniform(-3, 3, shape).astype(np.float32)
+    np.savez(out, x=x, y=ort.InferenceSession(path, so).run(None, {"x": x})[0])
+"#;
+    let (m1, d1) = (d.join("i8.onnx"), d.join("i8.npz"));
+    let (m2, d2) = (d.join("u8.onnx"), d.join("u8.npz"));
+    run_ok(
+        Command::new("python3")
+            .arg(root().join("tools/scripts/make_fc.py"))
+            .args(["conv", "16", "9", "9", "8", "3", "3", "0", "1"])
+            .arg(&m2)
+            .arg("int8"),
+    );
+    python_ok(make, &[&m1, &d1, &m2, &d2]);
+    for (model, data) in [(&m1, &d1), (&m2, &d2)] {
+        let t = bonsai::npz::read(data).expect("npz");
+        let want = t["y"].to_f64_vec();
+        let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        for x86 in [X86::Avx2, X86::Avx512Vnni] {
+            if x86 > host_x86() {
+                continue;
+            }
+            let opts = Options {
+                x86,
+                ..Options::cpu(None)
+            };
+            let g = load_bound(model, &Default::default()).expect("model");
+            let text = lower_with(&g, &opts).expect("lower");
+            assert_eq!(text.contains("vpdpbusd"), x86 == X86::Avx512Vnni, "{x86:?}");
+            assert!(text.contains("bonsai.kernel = \"int8_conv\""), "{x86:?}");
+            let c = Compiled::with_options(g, &opts).expect("compile");
+            let got = c.jit.run(&[&t["x"]]).expect("run")[0].to_f64_vec();
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-5 * scale,
+                    "{} ({x86:?}): y[{i}] = {a}, onnxruntime {b}",
+                    model.display()
+                );
+            }
+        }
+    }
+}
