@@ -6,6 +6,53 @@ use bonsai::{Error, Result};
 use faer::linalg::solvers::DenseSolveCore;
 use faer::{Mat, Side};
 
+/// The upper Cholesky factor U of H^-1 (H^-1 = U^T U) for the k x k Gram matrix `h`, after
+/// giving always-zero inputs a unit diagonal and adding `damp` x the mean diagonal.
+fn inverse_hessian_factor(h: &[f64], k: usize, damp: f64, pass: &str) -> Result<Mat<f64>> {
+    let mut hm = Mat::<f64>::from_fn(k, k, |i, j| h[i * k + j]);
+    for i in 0..k {
+        if hm[(i, i)] == 0.0 {
+            hm[(i, i)] = 1.0;
+        }
+    }
+    let mean_diag = (0..k).map(|i| hm[(i, i)]).sum::<f64>() / k.max(1) as f64;
+    for i in 0..k {
+        hm[(i, i)] += damp * mean_diag;
+    }
+    let fail = |what: &str, e: String| Error::Pass {
+        pass: pass.into(),
+        msg: format!("{what} ({e}); raise damp"),
+    };
+    let llt = hm
+        .llt(Side::Lower)
+        .map_err(|e| fail("Hessian not positive definite", format!("{e:?}")))?;
+    let hinv = llt.inverse();
+    let l = hinv
+        .llt(Side::Lower)
+        .map_err(|e| fail("inverse Hessian factorisation failed", format!("{e:?}")))?;
+    Ok(l.L().transpose().to_owned())
+}
+
+/// Write a finished block of columns `w1` (from column `i1`) back into `w` (rows x k) and
+/// spread its errors `err1` onto the later columns (GPTQ's lazy batch update).
+fn write_block(w: &mut [f64], k: usize, i1: usize, w1: &Mat<f64>, err1: &Mat<f64>, u: &Mat<f64>) {
+    let (rows, cnt) = (w1.nrows(), w1.ncols());
+    let i2 = i1 + cnt;
+    for r in 0..rows {
+        for c in 0..cnt {
+            w[r * k + i1 + c] = w1[(r, c)];
+        }
+    }
+    if i2 < k {
+        let upd = err1 * u.submatrix(i1, i2, cnt, k - i2);
+        for r in 0..rows {
+            for c in 0..k - i2 {
+                w[r * k + i2 + c] -= upd[(r, c)];
+            }
+        }
+    }
+}
+
 /// Prune `w` (rows x k, row-major) in place. `h` is the k x k Gram matrix X^T X. Either
 /// `sparsity` (per block of columns, as SparseGPT's adaptive mask) or `nm` = (N kept, M).
 #[allow(clippy::too_many_arguments)]
@@ -19,30 +66,15 @@ pub fn sparsegpt(
     damp: f64,
     block: usize,
 ) -> Result<()> {
-    let mut hm = Mat::<f64>::from_fn(k, k, |i, j| h[i * k + j]);
     // Inputs that are always zero carry no information: their weights go.
     for i in 0..k {
-        if hm[(i, i)] == 0.0 {
-            hm[(i, i)] = 1.0;
+        if h[i * k + i] == 0.0 {
             for r in 0..rows {
                 w[r * k + i] = 0.0;
             }
         }
     }
-    let mean_diag = (0..k).map(|i| hm[(i, i)]).sum::<f64>() / k.max(1) as f64;
-    for i in 0..k {
-        hm[(i, i)] += damp * mean_diag;
-    }
-    let llt = hm.llt(Side::Lower).map_err(|e| Error::Pass {
-        pass: "prune-sparsegpt".into(),
-        msg: format!("Hessian not positive definite ({e:?}); raise damp"),
-    })?;
-    let hinv = llt.inverse();
-    let l = hinv.llt(Side::Lower).map_err(|e| Error::Pass {
-        pass: "prune-sparsegpt".into(),
-        msg: format!("inverse Hessian factorisation failed ({e:?}); raise damp"),
-    })?;
-    let u = l.L().transpose().to_owned(); // H^-1 = U^T U, U upper
+    let u = inverse_hessian_factor(h, k, damp, "prune-sparsegpt")?;
 
     let mut i1 = 0;
     while i1 < k {
@@ -95,19 +127,7 @@ pub fn sparsegpt(
                 err1[(r, c)] = e;
             }
         }
-        for r in 0..rows {
-            for c in 0..cnt {
-                w[r * k + i1 + c] = w1[(r, c)];
-            }
-        }
-        if i2 < k {
-            let upd = &err1 * u.submatrix(i1, i2, cnt, k - i2);
-            for r in 0..rows {
-                for c in 0..k - i2 {
-                    w[r * k + i2 + c] -= upd[(r, c)];
-                }
-            }
-        }
+        write_block(w, k, i1, &w1, &err1, &u);
         i1 = i2;
     }
     Ok(())
@@ -129,28 +149,7 @@ pub fn round_obs(
     pass: &str,
     mut round: impl FnMut(usize, usize, f64) -> f64,
 ) -> Result<()> {
-    let mut hm = Mat::<f64>::from_fn(k, k, |i, j| h[i * k + j]);
-    for i in 0..k {
-        if hm[(i, i)] == 0.0 {
-            hm[(i, i)] = 1.0;
-        }
-    }
-    let mean_diag = (0..k).map(|i| hm[(i, i)]).sum::<f64>() / k.max(1) as f64;
-    for i in 0..k {
-        hm[(i, i)] += damp * mean_diag;
-    }
-    let fail = |what: &str, e: String| Error::Pass {
-        pass: pass.into(),
-        msg: format!("{what} ({e}); raise damp"),
-    };
-    let llt = hm
-        .llt(Side::Lower)
-        .map_err(|e| fail("Hessian not positive definite", format!("{e:?}")))?;
-    let hinv = llt.inverse();
-    let l = hinv
-        .llt(Side::Lower)
-        .map_err(|e| fail("inverse Hessian factorisation failed", format!("{e:?}")))?;
-    let u = l.L().transpose().to_owned();
+    let u = inverse_hessian_factor(h, k, damp, pass)?;
     let mut i1 = 0;
     while i1 < k {
         let i2 = (i1 + block).min(k);
@@ -170,19 +169,7 @@ pub fn round_obs(
                 err1[(r, c)] = e;
             }
         }
-        for r in 0..rows {
-            for c in 0..cnt {
-                w[r * k + i1 + c] = w1[(r, c)];
-            }
-        }
-        if i2 < k {
-            let upd = &err1 * u.submatrix(i1, i2, cnt, k - i2);
-            for r in 0..rows {
-                for c in 0..k - i2 {
-                    w[r * k + i2 + c] -= upd[(r, c)];
-                }
-            }
-        }
+        write_block(w, k, i1, &w1, &err1, &u);
         i1 = i2;
     }
     Ok(())

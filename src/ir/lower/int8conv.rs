@@ -196,44 +196,26 @@ pub(super) fn int8_conv(e: &mut Emitter, n: &N, s: KernelConv, w: Int8Conv) -> S
     let at = format!("vector<{LANES}xi32>");
     let xt = format!("vector<{}xi16>", 2 * LANES);
     let xe = format!("vector<{}xi32>", 2 * LANES);
-    let ft = format!("vector<{LANES}xf32>");
     let even: Vec<String> = (0..LANES).map(|i| (2 * i).to_string()).collect();
     let odd: Vec<String> = (0..LANES).map(|i| (2 * i + 1).to_string()).collect();
     let (even, odd) = (even.join(", "), odd.join(", "));
-    let block = [KERNEL_ROWS, KERNEL_LANES];
-    let (loops, rows) = block_loops(
-        &v,
-        &offs,
-        [nb, group, og, pp],
-        block,
-        [0, og],
-        &init,
-        &yty,
-        "f32",
-    );
-    let mut text = format!(
-        "{v}_c8 = arith.constant {LANES} : index
-{v}_zq = arith.constant 0 : i32
-{v}_zv = arith.constant dense<0> : {at}
-{loops}"
-    );
-    // Accumulator (row i, half h) is number 2i + h.
-    let nacc = 2 * KERNEL_ROWS;
-    let accs: Vec<String> = (0..nacc).map(|a| format!("{v}_s{a} = {v}_zv")).collect();
-    let ats = vec![at.as_str(); nacc].join(", ");
+    let frame = IntBlock {
+        v: &v,
+        offs: &offs,
+        dims: [nb, group, og, pp],
+        half: LANES,
+        init: &init,
+        yty: &yty,
+        xf: (&xf, &fty),
+    };
+    let (mut text, rows) = frame.open();
+    let (nacc, ats) = (2 * KERNEL_ROWS, [at.as_str(); 2 * KERNEL_ROWS].join(", "));
     text += &format!(
-        "{v}_r:{nacc} = scf.for {v}_j = {v}_c0 to {v}_nj step {v}_c1 iter_args({}) -> ({ats}) {{
-{v}_off = tensor.extract {v}_offs[{v}_j] : tensor<{nj}xindex>
-{v}_q0 = arith.addi {v}_off, {v}_p : index
-{v}_q1 = arith.addi {v}_q0, {v}_c8 : index
-{v}_i0 = vector.transfer_read {xf}[{v}_n, {v}_g, {v}_q0], {v}_zq {{in_bounds = [true]}} : {fty}, {at}
-{v}_i1 = vector.transfer_read {xf}[{v}_n, {v}_g, {v}_q1], {v}_zq {{in_bounds = [true]}} : {fty}, {at}
-{v}_x0 = vector.bitcast {v}_i0 : {at} to {xt}
+        "{v}_x0 = vector.bitcast {v}_i0 : {at} to {xt}
 {v}_x1 = vector.bitcast {v}_i1 : {at} to {xt}
 {v}_e0 = arith.extsi {v}_x0 : {xt} to {xe}
 {v}_e1 = arith.extsi {v}_x1 : {xt} to {xe}
-",
-        accs.join(", ")
+"
     );
     let mut next = Vec::with_capacity(nacc);
     for (i, o) in rows.iter().enumerate() {
@@ -258,35 +240,7 @@ pub(super) fn int8_conv(e: &mut Emitter, n: &N, s: KernelConv, w: Int8Conv) -> S
         }
     }
     text += &format!("scf.yield {} : {ats}\n}}\n", next.join(", "));
-    // y[n, g, o_i, p + 8h] = bias + acc * x_scale * w_scale[o_i].
-    let mut cur = format!("{v}_yd");
-    for (i, o) in rows.iter().enumerate() {
-        text += &format!(
-            "{v}_sc{i} = tensor.extract {sc}[{v}_g, {o}] : {sty}
-{v}_sb{i} = vector.broadcast {v}_sc{i} : f32 to {ft}
-"
-        );
-        for h in 0..2 {
-            let a = 2 * i + h;
-            let px = if h == 0 {
-                format!("{v}_p")
-            } else {
-                text += &format!("{v}_ph{a} = arith.addi {v}_p, {v}_c8 : index\n");
-                format!("{v}_ph{a}")
-            };
-            text += &format!(
-                "{v}_b{a} = vector.transfer_read {cur}[{v}_n, {v}_g, {o}, {px}], {v}_z {{in_bounds = [true]}} : {yty}, {ft}
-{v}_f{a} = arith.sitofp {v}_r#{a} : {at} to {ft}
-{v}_u{a} = vector.fma {v}_f{a}, {v}_sb{i}, {v}_b{a} : {ft}
-{v}_t{a} = vector.transfer_write {v}_u{a}, {cur}[{v}_n, {v}_g, {o}, {px}] {{in_bounds = [true]}} : {ft}, {yty}
-"
-            );
-            cur = format!("{v}_t{a}");
-        }
-    }
-    text += &format!(
-        "scf.yield {cur} : {yty}\n}}\nscf.yield {v}_y3 : {yty}\n}}\nscf.yield {v}_y2 : {yty}\n}}\nscf.yield {v}_y1 : {yty}\n}} {{bonsai.kernel = \"int8_conv\"}}"
-    );
+    text += &frame.close(&rows, (&sc, &sty), None);
     for l in text.lines() {
         e.line(l);
     }
@@ -406,7 +360,6 @@ pub(super) fn int8_conv_vnni(e: &mut Emitter, n: &N, s: KernelConv, w: Int8Conv)
     let init = conv_init(e, n, DType::F32, &ys);
     const L: usize = VNNI_PIXELS / 2;
     let at = format!("vector<{L}xi32>");
-    let ft = format!("vector<{L}xf32>");
     // LLVM 22 takes the byte operands as <64 x i8>.
     let bt = format!("vector<{}xi8>", 4 * L);
     e.helper("bonsai_vpdpbusd", || {
@@ -425,35 +378,17 @@ pub(super) fn int8_conv_vnni(e: &mut Emitter, n: &N, s: KernelConv, w: Int8Conv)
     let wty = format!("tensor<{group}x{og}x{nj}xi32>");
     let sty = format!("tensor<{group}x{og}xf32>");
     let cty = format!("tensor<{group}x{og}xi32>");
-    let (loops, rows) = block_loops(
-        &v,
-        &offs,
-        [nb, group, og, pp],
-        [KERNEL_ROWS, VNNI_PIXELS],
-        [0, og],
-        &init,
-        &yty,
-        "f32",
-    );
-    let mut text = format!(
-        "{v}_cl = arith.constant {L} : index
-{v}_zq = arith.constant 0 : i32
-{v}_zv = arith.constant dense<0> : {at}
-{loops}"
-    );
-    let nacc = 2 * KERNEL_ROWS;
-    let accs: Vec<String> = (0..nacc).map(|a| format!("{v}_s{a} = {v}_zv")).collect();
-    let ats = vec![at.as_str(); nacc].join(", ");
-    text += &format!(
-        "{v}_r:{nacc} = scf.for {v}_j = {v}_c0 to {v}_nj step {v}_c1 iter_args({}) -> ({ats}) {{
-{v}_off = tensor.extract {v}_offs[{v}_j] : tensor<{nj}xindex>
-{v}_q0 = arith.addi {v}_off, {v}_p : index
-{v}_q1 = arith.addi {v}_q0, {v}_cl : index
-{v}_x0 = vector.transfer_read {xf}[{v}_n, {v}_g, {v}_q0], {v}_zq {{in_bounds = [true]}} : {fty}, {at}
-{v}_x1 = vector.transfer_read {xf}[{v}_n, {v}_g, {v}_q1], {v}_zq {{in_bounds = [true]}} : {fty}, {at}
-",
-        accs.join(", ")
-    );
+    let frame = IntBlock {
+        v: &v,
+        offs: &offs,
+        dims: [nb, group, og, pp],
+        half: L,
+        init: &init,
+        yty: &yty,
+        xf: (&xf, &fty),
+    };
+    let (mut text, rows) = frame.open();
+    let (nacc, ats) = (2 * KERNEL_ROWS, [at.as_str(); 2 * KERNEL_ROWS].join(", "));
     let mut next = Vec::with_capacity(nacc);
     for (i, o) in rows.iter().enumerate() {
         text += &format!(
@@ -464,45 +399,122 @@ pub(super) fn int8_conv_vnni(e: &mut Emitter, n: &N, s: KernelConv, w: Int8Conv)
         for h in 0..2 {
             let a = 2 * i + h;
             text += &format!(
-                "{v}_n{a} = llvm.call @bonsai_vpdpbusd({v}_s{a}, {v}_x{h}, {v}_wb{i}) : ({at}, {at}, {at}) -> {at}\n"
+                "{v}_n{a} = llvm.call @bonsai_vpdpbusd({v}_s{a}, {v}_i{h}, {v}_wb{i}) : ({at}, {at}, {at}) -> {at}\n"
             );
             next.push(format!("{v}_n{a}"));
         }
     }
     text += &format!("scf.yield {} : {ats}\n}}\n", next.join(", "));
-    let mut cur = format!("{v}_yd");
-    for (i, o) in rows.iter().enumerate() {
-        text += &format!(
-            "{v}_sc{i} = tensor.extract {sc}[{v}_g, {o}] : {sty}
-{v}_sb{i} = vector.broadcast {v}_sc{i} : f32 to {ft}
-{v}_cc{i} = tensor.extract {cc}[{v}_g, {o}] : {cty}
-{v}_cb{i} = vector.broadcast {v}_cc{i} : i32 to {at}
-"
-        );
-        for h in 0..2 {
-            let a = 2 * i + h;
-            let px = if h == 0 {
-                format!("{v}_p")
-            } else {
-                text += &format!("{v}_ph{a} = arith.addi {v}_p, {v}_cl : index\n");
-                format!("{v}_ph{a}")
-            };
-            text += &format!(
-                "{v}_b{a} = vector.transfer_read {cur}[{v}_n, {v}_g, {o}, {px}], {v}_z {{in_bounds = [true]}} : {yty}, {ft}
-{v}_sub{a} = arith.subi {v}_r#{a}, {v}_cb{i} : {at}
-{v}_f{a} = arith.sitofp {v}_sub{a} : {at} to {ft}
-{v}_u{a} = vector.fma {v}_f{a}, {v}_sb{i}, {v}_b{a} : {ft}
-{v}_t{a} = vector.transfer_write {v}_u{a}, {cur}[{v}_n, {v}_g, {o}, {px}] {{in_bounds = [true]}} : {ft}, {yty}
-"
-            );
-            cur = format!("{v}_t{a}");
-        }
-    }
-    text += &format!(
-        "scf.yield {cur} : {yty}\n}}\nscf.yield {v}_y3 : {yty}\n}}\nscf.yield {v}_y2 : {yty}\n}}\nscf.yield {v}_y1 : {yty}\n}} {{bonsai.kernel = \"int8_conv\"}}"
-    );
+    text += &frame.close(&rows, (&sc, &sty), Some((&cc, &cty)));
     for l in text.lines() {
         e.line(l);
     }
     plane_to_out(e, n, &v, &ys, s.wp)
+}
+
+/// The loops and epilogue both integer kernels share: blocks of `KERNEL_ROWS` output rows x
+/// `2 * half` pixels, with two `half`-lane i32 accumulators per row.
+struct IntBlock<'a> {
+    v: &'a str,
+    offs: &'a [String],
+    /// [N, G, Og, P].
+    dims: [usize; 4],
+    half: usize,
+    init: &'a str,
+    yty: &'a str,
+    /// The integer input plane `[N, G, L']` (i32 words) and its type.
+    xf: (&'a str, &'a str),
+}
+
+impl IntBlock<'_> {
+    /// The block loops and the opening of the reduction loop, whose body has read the two
+    /// input words `{v}_i0` and `{v}_i1` (pixels p and p + half) of step `{v}_j`; the
+    /// accumulators are `{v}_s{2 row + half}`. Returns the text and the block's row indices.
+    fn open(&self) -> (String, Vec<String>) {
+        let (v, half) = (self.v, self.half);
+        let nj = self.offs.len();
+        let at = format!("vector<{half}xi32>");
+        let (loops, rows) = block_loops(
+            v,
+            self.offs,
+            self.dims,
+            [KERNEL_ROWS, 2 * half],
+            [0, self.dims[2]],
+            self.init,
+            self.yty,
+            "f32",
+        );
+        let nacc = 2 * KERNEL_ROWS;
+        let accs: Vec<String> = (0..nacc).map(|a| format!("{v}_s{a} = {v}_zv")).collect();
+        let ats = vec![at.as_str(); nacc].join(", ");
+        let (xf, fty) = self.xf;
+        let text = format!(
+            "{v}_ch = arith.constant {half} : index
+{v}_zq = arith.constant 0 : i32
+{v}_zv = arith.constant dense<0> : {at}
+{loops}{v}_r:{nacc} = scf.for {v}_j = {v}_c0 to {v}_nj step {v}_c1 iter_args({}) -> ({ats}) {{
+{v}_off = tensor.extract {v}_offs[{v}_j] : tensor<{nj}xindex>
+{v}_q0 = arith.addi {v}_off, {v}_p : index
+{v}_q1 = arith.addi {v}_q0, {v}_ch : index
+{v}_i0 = vector.transfer_read {xf}[{v}_n, {v}_g, {v}_q0], {v}_zq {{in_bounds = [true]}} : {fty}, {at}
+{v}_i1 = vector.transfer_read {xf}[{v}_n, {v}_g, {v}_q1], {v}_zq {{in_bounds = [true]}} : {fty}, {at}
+",
+            accs.join(", ")
+        );
+        (text, rows)
+    }
+
+    /// After the reduction (`{v}_r#a`): y[n, g, o_i, p + half h] = y + (acc - correction[o_i])
+    /// * scale[o_i] for each row and half, then close the block loops.
+    fn close(
+        &self,
+        rows: &[String],
+        (sc, sty): (&str, &str),
+        corr: Option<(&str, &str)>,
+    ) -> String {
+        let (v, half, yty) = (self.v, self.half, self.yty);
+        let (at, ft) = (format!("vector<{half}xi32>"), format!("vector<{half}xf32>"));
+        let mut text = String::new();
+        let mut cur = format!("{v}_yd");
+        for (i, o) in rows.iter().enumerate() {
+            text += &format!(
+                "{v}_sc{i} = tensor.extract {sc}[{v}_g, {o}] : {sty}
+{v}_sb{i} = vector.broadcast {v}_sc{i} : f32 to {ft}
+"
+            );
+            if let Some((cc, cty)) = corr {
+                text += &format!(
+                    "{v}_cc{i} = tensor.extract {cc}[{v}_g, {o}] : {cty}
+{v}_cb{i} = vector.broadcast {v}_cc{i} : i32 to {at}
+"
+                );
+            }
+            for h in 0..2 {
+                let a = 2 * i + h;
+                let px = if h == 0 {
+                    format!("{v}_p")
+                } else {
+                    text += &format!("{v}_ph{a} = arith.addi {v}_p, {v}_ch : index\n");
+                    format!("{v}_ph{a}")
+                };
+                let acc = if corr.is_some() {
+                    text += &format!("{v}_sub{a} = arith.subi {v}_r#{a}, {v}_cb{i} : {at}\n");
+                    format!("{v}_sub{a}")
+                } else {
+                    format!("{v}_r#{a}")
+                };
+                text += &format!(
+                    "{v}_b{a} = vector.transfer_read {cur}[{v}_n, {v}_g, {o}, {px}], {v}_z {{in_bounds = [true]}} : {yty}, {ft}
+{v}_f{a} = arith.sitofp {acc} : {at} to {ft}
+{v}_u{a} = vector.fma {v}_f{a}, {v}_sb{i}, {v}_b{a} : {ft}
+{v}_t{a} = vector.transfer_write {v}_u{a}, {cur}[{v}_n, {v}_g, {o}, {px}] {{in_bounds = [true]}} : {ft}, {yty}
+"
+                );
+                cur = format!("{v}_t{a}");
+            }
+        }
+        text + &format!(
+            "scf.yield {cur} : {yty}\n}}\nscf.yield {v}_y3 : {yty}\n}}\nscf.yield {v}_y2 : {yty}\n}}\nscf.yield {v}_y1 : {yty}\n}} {{bonsai.kernel = \"int8_conv\"}}"
+        )
+    }
 }

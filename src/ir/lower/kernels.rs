@@ -109,11 +109,7 @@ pub(super) fn conv_kernel(e: &mut Emitter, n: &N, s: KernelConv) -> String {
         .map(|&jj| s.step_offset(jj).to_string())
         .collect();
     let ys = [nb, group, og, pp];
-    let bias = n.has(2).then(|| {
-        let wname = n.g.values[n.node.inputs[1].expect("present")].name.clone();
-        let bs = e.bias(n.node.inputs[2].expect("present"), &wname);
-        e.reshape(&bs, dt, &[group * og], &[group, og])
-    });
+    let bias = layer_bias(e, n, dt, &[group, og]);
     let v = blocked_kernel(
         e,
         dt,
@@ -445,10 +441,7 @@ pub(super) fn sparse_direct(e: &mut Emitter, n: &N, s: KernelConv, wt: &Tensor) 
     let ys = [nb, group, og, pp];
     // Every output element is written: y starts empty, the accumulators at the bias.
     let init = e.empty(dt, &ys);
-    let bias = n.has(2).then(|| {
-        let wname = n.g.values[n.node.inputs[1].expect("present")].name.clone();
-        e.bias(n.node.inputs[2].expect("present"), &wname)
-    });
+    let bias = layer_bias(e, n, dt, &[group * og]);
     let v = e.fresh();
     let yty = tty_of(dt, &ys);
     let xty = tty_of(dt, &xf_shape);
@@ -532,16 +525,22 @@ fn broadcast_fma_step(v: &str, pixels: &[String], xf: &str, xty: &str, vt: &str)
     text + &format!("scf.yield {} : {vts}\n}}\n", fs.join(", "))
 }
 
+/// The layer's bias (input 2, tagged as its weight's), reshaped to `shape`, if it has one.
+pub(super) fn layer_bias(e: &mut Emitter, n: &N, dt: DType, shape: &[usize]) -> Option<String> {
+    n.has(2).then(|| {
+        let wname = n.g.values[n.node.inputs[1].expect("present")].name.clone();
+        let bs = e.bias(n.node.inputs[2].expect("present"), &wname);
+        e.reshape(&bs, dt, &[shape.iter().product()], shape)
+    })
+}
+
 /// The accumulator of a convolution, `ys = [N, G, Og, ...]`: its bias broadcast over
 /// everything but (G, Og), or zeros.
 pub(super) fn conv_init(e: &mut Emitter, n: &N, dt: DType, ys: &[usize]) -> String {
-    if !n.has(2) {
-        return fill_scalar(e, dt, ys, 0.0);
-    }
     let (group, og) = (ys[1], ys[2]);
-    let wname = n.g.values[n.node.inputs[1].expect("present")].name.clone();
-    let bs = e.bias(n.node.inputs[2].expect("present"), &wname);
-    let b3 = e.reshape(&bs, dt, &[group * og], &[group, og]);
+    let Some(b3) = layer_bias(e, n, dt, &[group, og]) else {
+        return fill_scalar(e, dt, ys, 0.0);
+    };
     let ins = vec![op(b3, dt, &[group, og], amap(ys.len(), &[d(1), d(2)]))];
     map(e, ins, dt, ys, |_, a| a[0].clone())
 }
@@ -728,11 +727,7 @@ pub(super) fn gemm_kernel(e: &mut Emitter, n: &N) -> String {
     let xf = e.reshape(&at, dt, &[k, m], &xf_shape);
     let offs: Vec<String> = (0..k).map(|i| (i * m).to_string()).collect();
     let ys = [1, 1, nn, m];
-    let bias = n.has(2).then(|| {
-        let wname = n.g.values[n.node.inputs[1].expect("present")].name.clone();
-        let bs = e.bias(n.node.inputs[2].expect("present"), &wname);
-        e.reshape(&bs, dt, &[nn], &[1, nn])
-    });
+    let bias = layer_bias(e, n, dt, &[1, nn]);
     let lanes = if m.is_multiple_of(2 * KERNEL_LANES) {
         blocked_lanes(e)
     } else {
