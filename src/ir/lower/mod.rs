@@ -3,12 +3,14 @@
 //! Each op family lowers in its own file; the table in [`lower_node`] dispatches by the
 //! canonical op name that graph inference left on the node.
 
+mod depthwise;
 mod elementwise;
 mod gemv;
 mod int8conv;
 mod kernels;
 mod lut;
 mod nn;
+mod perm;
 mod reduce;
 mod scalar;
 mod shape;
@@ -51,7 +53,7 @@ pub struct Options {
     pub x86: X86,
 }
 
-pub use gemv::X86;
+pub use perm::X86;
 
 /// The x86 vector extensions this host has (what `Options::cpu` targets).
 pub fn host_x86() -> X86 {
