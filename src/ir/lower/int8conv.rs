@@ -12,7 +12,7 @@ use super::gemv::grid_rows;
 use super::kernels::{block_loops, conv_init, plane_to_out, KernelConv, KERNEL_LANES, KERNEL_ROWS};
 use super::N;
 use crate::graph::{tensor::Data, DType, Tensor};
-use crate::ir::emit::{amap, d, tty_of, Body, Emitter, Operand};
+use crate::ir::emit::{amap, d, tty_of, Emitter, Operand};
 
 /// i32 lanes of one accumulator (a 256-bit register); a 16-pixel block is two of them.
 const LANES: usize = 8;
@@ -104,60 +104,85 @@ pub(super) fn int8_conv_of(e: &Emitter, n: &N, cg: usize) -> Option<Int8Conv> {
     })
 }
 
-/// The integer convolution over the padded input plane `s.xg_s` `[N, G, Cg, L]` (f32
-/// values on the input's integer grid): the same register blocks as `conv_kernel` (4 output
-/// channels x 16 pixels, now as 8 accumulators of 8 x i32), with reduction steps over
-/// channel pairs and kernel positions.
-pub(super) fn int8_conv(e: &mut Emitter, n: &N, s: KernelConv, w: Int8Conv) -> String {
+/// The padded input plane `s.xg_s` `[N, G, Cg, L]` (f32 on the input's integer grid) as
+/// integers packed `per` channels to an i32 (2: 16-bit fields, 4: bytes; field k holds
+/// channel per*c + k): `round(x / scale) + offset` in each field. One map whose innermost
+/// dimension is contiguous, so that it vectorises; returns the packed plane flattened to
+/// `[N, G, Cg/per * L]` and its type. (x / scale is within a few ulp of an integer of at most
+/// 255, so the rounding is exact.)
+fn pack_input(
+    e: &mut Emitter,
+    s: &KernelConv,
+    x_scale: f32,
+    per: usize,
+    offset: i32,
+) -> (String, String) {
     let (nb, group, cg, len) = (s.xg[0], s.xg[1], s.xg[2], s.xg[3]);
-    let og = s.wshape[1];
-    let ks = &s.wshape[3..];
-    let kk: usize = ks.iter().product();
-    let cp = cg / 2;
-    let pp = s.pixels.next_multiple_of(KERNEL_LANES);
-
-    // The input's integers as i16 channel pairs, two to an i32 (low half: the even channel):
-    // xq[n, g, c/2, l] = x[n, g, c, l] / scale | x[n, g, c+1, l] / scale << 16. A map whose
-    // innermost dimension is contiguous, so that it vectorises.
-    let qty = format!("tensor<{nb}x{group}x{cp}x{len}xi32>");
-    let flat = cp * len;
-    let fty = format!("tensor<{nb}x{group}x{flat}xi32>");
+    let words = cg / per;
+    let width = 32 / per;
+    let qty = format!("tensor<{nb}x{group}x{words}x{len}xi32>");
+    let fty = format!("tensor<{nb}x{group}x{}xi32>", words * len);
     let empty = e.fresh();
     e.line(&format!("{empty} = tensor.empty() : {qty}"));
-    let half = |k: &str| Operand {
+    let field = |k: usize| Operand {
         ssa: s.xg_s.to_string(),
         ty: tty_of(DType::F32, s.xg),
-        map: amap(4, &[d(0), d(1), format!("d2 * 2{k}"), d(3)]),
+        map: amap(4, &[d(0), d(1), format!("d2 * {per} + {k}"), d(3)]),
         elem: "f32",
     };
-    let ins = [half(""), half(" + 1")];
+    let ins: Vec<Operand> = (0..per).map(field).collect();
     let out = Operand {
         ssa: empty,
         ty: qty.clone(),
         map: amap(4, &(0..4).map(d).collect::<Vec<_>>()),
         elem: "i32",
     };
-    // x * (1 / scale) is within a few ulp of the integer (|q| <= 255), so rounding is exact.
-    let inv = crate::ir::emit::flit(DType::F32, (1.0 / w.x_scale) as f64);
+    let inv = crate::ir::emit::flit(DType::F32, (1.0 / x_scale) as f64);
     let xq = e.generic(&ins, &out, &["parallel"; 4], |b, a| {
         let c = b.op(&format!("arith.constant {inv} : f32"));
-        let mask = b.op("arith.constant 65535 : i32");
-        let sh = b.op("arith.constant 16 : i32");
-        let int = |b: &mut Body, x: &str| {
+        let mut acc = String::new();
+        for (k, x) in a.iter().take(per).enumerate() {
             let q = b.op(&format!("arith.mulf {x}, {c} : f32"));
             let q = b.op(&format!("math.roundeven {q} : f32"));
-            b.op(&format!("arith.fptosi {q} : f32 to i32"))
-        };
-        let lo = int(b, &a[0]);
-        let lo = b.op(&format!("arith.andi {lo}, {mask} : i32"));
-        let hi = int(b, &a[1]);
-        let hi = b.op(&format!("arith.shli {hi}, {sh} : i32"));
-        b.op(&format!("arith.ori {lo}, {hi} : i32"))
+            let mut u = b.op(&format!("arith.fptosi {q} : f32 to i32"));
+            if offset != 0 {
+                let o = b.op(&format!("arith.constant {offset} : i32"));
+                u = b.op(&format!("arith.addi {u}, {o} : i32"));
+            }
+            if k + 1 < per {
+                let m = b.op(&format!("arith.constant {} : i32", (1u64 << width) - 1));
+                u = b.op(&format!("arith.andi {u}, {m} : i32"));
+            }
+            if k > 0 {
+                let sh = b.op(&format!("arith.constant {} : i32", width * k));
+                u = b.op(&format!("arith.shli {u}, {sh} : i32"));
+                u = b.op(&format!("arith.ori {acc}, {u} : i32"));
+            }
+            acc = u;
+        }
+        acc
     });
     let xf = e.fresh();
     e.line(&format!(
         "{xf} = tensor.collapse_shape {xq} [[0], [1], [2, 3]] : {qty} into {fty}"
     ));
+    (xf, fty)
+}
+
+/// The integer convolution over the padded input plane `s.xg_s` `[N, G, Cg, L]` (f32
+/// values on the input's integer grid): the same register blocks as `conv_kernel` (4 output
+/// channels x 16 pixels, now as 8 accumulators of 8 x i32), with reduction steps over
+/// channel pairs and kernel positions.
+pub(super) fn int8_conv(e: &mut Emitter, n: &N, s: KernelConv, w: Int8Conv) -> String {
+    let (nb, group, cg) = (s.xg[0], s.xg[1], s.xg[2]);
+    let og = s.wshape[1];
+    let ks = &s.wshape[3..];
+    let kk: usize = ks.iter().product();
+    let cp = cg / 2;
+    let pp = s.pixels.next_multiple_of(KERNEL_LANES);
+
+    // The input's integers as i16 channel pairs, two to an i32 (low half: the even channel).
+    let (xf, fty) = pack_input(e, &s, w.x_scale, 2, 0);
 
     // Weights as i32 pairs (low half: even channel), steps in (channel pair, k...) order,
     // and each step's offset into the flattened pairs (in i16 elements; pixel p adds 2p).
@@ -269,59 +294,13 @@ pub(super) fn vnni_applies(e: &Emitter, cg: usize, w: &Int8Conv) -> bool {
 /// `acc - offset * sum(w)` (padding reads u = offset, as x = 0 there). Then one multiply by
 /// `x_scale * w_scale[o]` onto the bias.
 pub(super) fn int8_conv_vnni(e: &mut Emitter, n: &N, s: KernelConv, w: Int8Conv) -> String {
-    let (nb, group, cg, len) = (s.xg[0], s.xg[1], s.xg[2], s.xg[3]);
+    let (nb, group, cg) = (s.xg[0], s.xg[1], s.xg[2]);
     let og = s.wshape[1];
     let ks = &s.wshape[3..];
     let kk: usize = ks.iter().product();
     let cq = cg / 4;
     let pp = s.pixels.next_multiple_of(VNNI_PIXELS);
-    let qty = format!("tensor<{nb}x{group}x{cq}x{len}xi32>");
-    let flat = cq * len;
-    let fty = format!("tensor<{nb}x{group}x{flat}xi32>");
-    let empty = e.fresh();
-    e.line(&format!("{empty} = tensor.empty() : {qty}"));
-    let quarter = |k: usize| Operand {
-        ssa: s.xg_s.to_string(),
-        ty: tty_of(DType::F32, s.xg),
-        map: amap(4, &[d(0), d(1), format!("d2 * 4 + {k}"), d(3)]),
-        elem: "f32",
-    };
-    let ins: Vec<Operand> = (0..4).map(quarter).collect();
-    let out = Operand {
-        ssa: empty,
-        ty: qty.clone(),
-        map: amap(4, &(0..4).map(d).collect::<Vec<_>>()),
-        elem: "i32",
-    };
-    let inv = crate::ir::emit::flit(DType::F32, (1.0 / w.x_scale) as f64);
-    let off = w.x_offset;
-    let xq = e.generic(&ins, &out, &["parallel"; 4], |b, a| {
-        let c = b.op(&format!("arith.constant {inv} : f32"));
-        let o = b.op(&format!("arith.constant {off} : i32"));
-        let mut acc = String::new();
-        for (k, x) in a.iter().take(4).enumerate() {
-            let q = b.op(&format!("arith.mulf {x}, {c} : f32"));
-            let q = b.op(&format!("math.roundeven {q} : f32"));
-            let q = b.op(&format!("arith.fptosi {q} : f32 to i32"));
-            let u = b.op(&format!("arith.addi {q}, {o} : i32"));
-            let u = if k == 0 {
-                u
-            } else {
-                let sh = b.op(&format!("arith.constant {} : i32", 8 * k));
-                b.op(&format!("arith.shli {u}, {sh} : i32"))
-            };
-            acc = if k == 0 {
-                u
-            } else {
-                b.op(&format!("arith.ori {acc}, {u} : i32"))
-            };
-        }
-        acc
-    });
-    let xf = e.fresh();
-    e.line(&format!(
-        "{xf} = tensor.collapse_shape {xq} [[0], [1], [2, 3]] : {qty} into {fty}"
-    ));
+    let (xf, fty) = pack_input(e, &s, w.x_scale, 4, w.x_offset);
     // Weights as quads of signed bytes (byte k: channel 4c + k), steps in (quad, k...) order;
     // each step's offset into the flattened quads is the f32 plane's offset of step c*kk+tap.
     let j = cg * kk;
@@ -340,7 +319,7 @@ pub(super) fn int8_conv_vnni(e: &mut Emitter, n: &N, s: KernelConv, w: Int8Conv)
             }
         }
         let sum: i64 = row.iter().map(|&q| q as i64).sum();
-        corr.push((off as i64 * sum) as i32);
+        corr.push((w.x_offset as i64 * sum) as i32);
     }
     let offs: Vec<String> = (0..nj).map(|jj| s.step_offset(jj).to_string()).collect();
     let wq = e.constant(
