@@ -70,8 +70,8 @@ pub fn flit(dtype: DType, v: f64) -> String {
 pub struct Emitter<'g> {
     pub g: &'g Graph,
     pub body: String,
-    next: usize,
-    ssa: HashMap<ValueId, String>,
+    pub(crate) next: usize,
+    pub(crate) ssa: HashMap<ValueId, String>,
     pub resources: Vec<(String, Vec<u8>)>,
     /// Layers whose output channels can be removed (structured pruning), by node name, with
     /// the name of their group (residual partners remove the same channels).
@@ -87,10 +87,13 @@ pub struct Emitter<'g> {
     /// See `lower::Options::x86`.
     pub x86: crate::ir::lower::X86,
     /// Module-level functions kernels call (by name, each defined once, in this order).
-    helpers: Vec<(&'static str, String)>,
+    pub(crate) helpers: Vec<(&'static str, String)>,
     /// Run-time values known to be dequantised 8-bit integers, so that integer kernels and
     /// requantisations can start from the integers.
     pub dequantized: HashMap<ValueId, Dequantized>,
+    /// Set while lowering a convolution whose only reader is a Relu: a kernel that applies
+    /// `max(x, 0)` in its last copy clears it (`plane_to_out`); otherwise the caller applies it.
+    pub relu_epilogue: bool,
 }
 
 /// A run-time value that is `(q - zero_point) * scale` for 8-bit integers `q` (SSA `q`,
@@ -137,6 +140,7 @@ impl<'g> Emitter<'g> {
             x86: Default::default(),
             helpers: Vec::new(),
             dequantized: HashMap::new(),
+            relu_epilogue: false,
         };
         Emitter {
             prunable: plans

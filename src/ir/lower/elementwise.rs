@@ -4,7 +4,7 @@ use super::nn::op;
 use super::{scalar, N};
 use crate::error::Result;
 use crate::graph::{DType, Tensor};
-use crate::ir::emit::{bcast_map, tty, tty_of, Body, Dequantized, Emitter, Operand};
+use crate::ir::emit::{amap, bcast_map, d, tty, tty_of, Body, Dequantized, Emitter, Operand};
 
 /// Operands for inputs broadcast onto `out_shape`.
 pub(super) fn operands(e: &mut Emitter, n: &N, idx: &[usize], out_shape: &[usize]) -> Vec<Operand> {
@@ -313,4 +313,21 @@ pub(super) fn batchnorm(e: &mut Emitter, n: &N) -> Result<String> {
         let m = b.op(&format!("arith.mulf {q}, {} : {t}", a[1]));
         b.op(&format!("arith.addf {m}, {} : {t}", a[2]))
     }))
+}
+
+/// `max(x, 0)` over a whole f32 tensor (a Relu fused into the op before it, when that op's
+/// kernel could not apply it).
+pub(super) fn relu(e: &mut Emitter, x: &str, ty: &crate::graph::TensorType) -> String {
+    let dt = ty.dtype;
+    let ident: Vec<String> = (0..ty.rank()).map(d).collect();
+    let ins = vec![Operand {
+        ssa: x.to_string(),
+        ty: tty(ty),
+        map: amap(ty.rank(), &ident),
+        elem: dt.mlir(),
+    }];
+    map(e, ins, dt, &ty.shape, |b, a| {
+        let z = super::scalar::cst(b, dt, 0.0);
+        super::scalar::at_least(b, dt.mlir(), &a[0], &z)
+    })
 }

@@ -325,6 +325,22 @@ pub(super) fn direct_pixels(pixels: usize) -> usize {
 /// each step loads as many input vectors as it multiplies, so streaming the whole input
 /// plane from L2 once per channel halved the speed.
 pub(super) fn sparse_direct(e: &mut Emitter, n: &N, s: KernelConv, wt: &Tensor) -> String {
+    let blk = direct_pixels(s.pixels);
+    let (v, ys) = direct_plane(e, n, &s, wt, blk, "sparse_direct");
+    plane_to_out(e, n, &v, &ys, s.wp)
+}
+
+/// The loops of `sparse_direct`, up to the plane-form result `[N, G, Og, P']` (and its shape):
+/// also the batched sparse FC (`sparse_gemm_rows`), as a 1x1 convolution of the transposed
+/// input.
+fn direct_plane(
+    e: &mut Emitter,
+    n: &N,
+    s: &KernelConv,
+    wt: &Tensor,
+    blk: usize,
+    kind: &str,
+) -> (String, [usize; 4]) {
     let x = n.in_ty(0).clone();
     let dt = x.dtype;
     let t = dt.mlir();
@@ -333,7 +349,6 @@ pub(super) fn sparse_direct(e: &mut Emitter, n: &N, s: KernelConv, wt: &Tensor) 
     let ks = &s.wshape[3..];
     let kk: usize = ks.iter().product();
     let j = cg * kk;
-    let blk = direct_pixels(s.pixels);
     let pp = s.pixels.next_multiple_of(blk);
     let xf_shape = [nb, group, cg * len];
     let xf = e.reshape(s.xg_s, dt, s.xg, &xf_shape);
@@ -423,11 +438,56 @@ pub(super) fn sparse_direct(e: &mut Emitter, n: &N, s: KernelConv, wt: &Tensor) 
         accs.join(", ")
     );
     text += &broadcast_fma_step(&v, &lanes, &xf, &xty, &vt);
-    text += &write_block_and_close(&v, &at, &yty, &vt, "sparse_direct");
+    text += &write_block_and_close(&v, &at, &yty, &vt, kind);
     for l in text.lines() {
         e.line(l);
     }
-    plane_to_out(e, n, &v, &ys, s.wp)
+    (v, ys)
+}
+
+/// `A W^T + b` for a sparse constant weight `W [n, k]` and a batch of `m` rows (a multiple
+/// of 16), computed transposed as a 1x1 convolution of `A^T` (`k` channels of an `m`-pixel
+/// plane) by `sparse_direct`'s loops: per output feature, a loop over its non-zeros, each
+/// multiplying one broadcast weight into up to seven 16-row vectors of `A^T`. Unlike the
+/// sparsifier's CSR form (`sparse_gemm_batched`), it leaves the module free of sparse tensors,
+/// so the rest of the model keeps the dense bufferization and elementwise fusion.
+pub(super) fn sparse_gemm_rows(e: &mut Emitter, n: &N, a: &str, wt: &Tensor) -> String {
+    let dt = n.out_ty(0).dtype;
+    let (m, k) = (n.in_ty(0).shape[0], n.in_ty(0).shape[1]);
+    let nn = wt.shape[0];
+    let at = map_to(
+        e,
+        vec![op(a.to_string(), dt, &[m, k], amap(2, &[d(1), d(0)]))],
+        dt,
+        &[k, m],
+    );
+    let xg = [1, 1, k, m];
+    let xg_s = e.reshape(&at, dt, &[k, m], &xg);
+    let wshape = [1, nn, k];
+    let s = KernelConv {
+        xg: &xg,
+        xg_s: &xg_s,
+        w: "",
+        wshape: &wshape,
+        wp: m,
+        pixels: m,
+        dil: &[],
+        steps: None,
+    };
+    // Row blocks of up to seven 16-row vectors, dividing the batch.
+    let nv = (1..=7)
+        .rev()
+        .find(|v| (m / KERNEL_LANES).is_multiple_of(*v))
+        .expect("1 divides");
+    let (v, ys) = direct_plane(e, n, &s, wt, nv * KERNEL_LANES, "sparse_rows");
+    // out^T [n, pp] -> out [m, n].
+    let ins = vec![op(
+        v,
+        dt,
+        &ys,
+        amap(2, &["0".into(), "0".into(), d(1), d(0)]),
+    )];
+    map_to(e, ins, dt, &[m, nn])
 }
 
 /// The end of one reduction step of the one-row plane kernels (`depthwise_kernel`,
@@ -536,7 +596,15 @@ pub(super) fn plane_to_out(e: &mut Emitter, n: &N, y: &str, ys: &[usize], wp: us
         ys,
         amap(os.len(), &[d(0), d(1), d(2), q]),
     )];
-    let o = map_to(e, ins, dt, &os);
+    // A following Relu runs in this copy (one pass less over the output).
+    let o = if std::mem::take(&mut e.relu_epilogue) {
+        map(e, ins, dt, &os, |b, a| {
+            let z = super::scalar::cst(b, dt, 0.0);
+            super::scalar::at_least(b, dt.mlir(), &a[0], &z)
+        })
+    } else {
+        map_to(e, ins, dt, &os)
+    };
     e.reshape(&o, dt, &os, &out.shape)
 }
 

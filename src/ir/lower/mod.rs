@@ -3,6 +3,7 @@
 //! Each op family lowers in its own file; the table in [`lower_node`] dispatches by the
 //! canonical op name that graph inference left on the node.
 
+mod batch;
 mod depthwise;
 mod elementwise;
 mod gemv;
@@ -15,9 +16,10 @@ mod reduce;
 mod scalar;
 mod shape;
 
-use super::emit::{tty, Emitter};
+use super::emit::{self, tty, Emitter};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Node, TensorType};
+use petgraph::stable_graph::NodeIndex;
 
 /// Name of the entry function in every module bonsai emits.
 pub const ENTRY: &str = "main";
@@ -108,6 +110,7 @@ pub fn uses_sparse(text: &str) -> bool {
 pub fn sparse_weights(text: &str) -> usize {
     text.matches("sparse_tensor.assemble").count()
         + text.matches("bonsai.kernel = \"sparse_direct\"").count()
+        + text.matches("bonsai.kernel = \"sparse_rows\"").count()
         + text.matches("bonsai.kernel = \"sparse_gemv\"").count()
         + text.matches("bonsai.kernel = \"perm_gemv\"").count()
 }
@@ -147,9 +150,14 @@ pub fn lower_with(g: &Graph, opts: &Options) -> Result<String> {
         args.push((name.clone(), tty(ty)));
         e.bind(inp.value, name);
     }
-    for ix in g.topo_order()? {
-        let node = &g.nodes[ix];
-        lower_node(&mut e, node)?;
+    let order = g.topo_order()?;
+    match batch::batch_region(g, &order).filter(|_| opts.cpu_kernels) {
+        Some(split) => {
+            lower_nodes(&mut e, &split.pre, opts)?;
+            per_image(&mut e, &split, opts)?;
+            lower_nodes(&mut e, &split.post, opts)?;
+        }
+        None => lower_nodes(&mut e, &order, opts)?,
     }
     let mut rets = Vec::new();
     for &o in &g.outputs {
@@ -164,6 +172,142 @@ pub fn lower_with(g: &Graph, opts: &Options) -> Result<String> {
         rets.push((s, tty(&ty)));
     }
     Ok(e.finish(ENTRY, &args, &rets))
+}
+
+/// Lower `nodes` (in topological order) into `e`. With CPU kernels, a Conv whose only reader
+/// is a Relu applies it in the kernel's last copy where it can.
+fn lower_nodes(e: &mut Emitter, nodes: &[NodeIndex], opts: &Options) -> Result<()> {
+    let g = e.g;
+    let mut fused = Vec::new();
+    for &ix in nodes {
+        if fused.contains(&ix) {
+            continue;
+        }
+        let node = &g.nodes[ix];
+        match relu_after_conv(g, ix).filter(|r| opts.cpu_kernels && nodes.contains(r)) {
+            Some(relu) => {
+                e.relu_epilogue = true;
+                lower_node(e, node)?;
+                let mut y = e.value(node.outputs[0]);
+                if std::mem::take(&mut e.relu_epilogue) {
+                    let ty = g.ty(node.outputs[0]).expect("inferred").clone();
+                    y = elementwise::relu(e, &y, &ty);
+                }
+                e.bind(g.nodes[relu].outputs[0], y);
+                fused.push(relu);
+            }
+            None => lower_node(e, node)?,
+        }
+    }
+    Ok(())
+}
+
+/// The per-sample region of a batched model (`batch::batch_region`) as one `scf.for` over
+/// the images: each iteration cuts its image from the input, runs the region's layers on it
+/// (lowered against the one-sample graph) and inserts the region's outputs into the
+/// batch-sized results that the loop carries.
+fn per_image(e: &mut Emitter, split: &batch::Split, opts: &Options) -> Result<()> {
+    let g = e.g;
+    let g1 = batch::one_sample(g, split);
+    let mut sub = Emitter::new(&g1);
+    sub.sparse_min = e.sparse_min;
+    sub.cpu_kernels = e.cpu_kernels;
+    sub.sparse_floors = e.sparse_floors;
+    sub.x86 = e.x86;
+    // One numbering of SSA names and resources across both.
+    sub.next = e.next;
+    sub.resources = std::mem::take(&mut e.resources);
+    sub.helpers = std::mem::take(&mut e.helpers);
+    sub.ssa = e.ssa.clone();
+    sub.dequantized = e.dequantized.clone();
+    let v = sub.fresh();
+    let xty = g.ty(split.input).expect("bound");
+    let x = e.value(split.input);
+    let slice = |t: &TensorType, ix: &str| {
+        let zeros = vec!["0"; t.rank() - 1].join(", ");
+        let mut one = t.shape.clone();
+        one[0] = 1;
+        let sizes: Vec<String> = one.iter().map(|d| d.to_string()).collect();
+        let unit = vec!["1"; t.rank()].join(", ");
+        (
+            format!("[{ix}, {zeros}] [{}] [{unit}]", sizes.join(", ")),
+            emit::tty(&TensorType::new(t.dtype, one)),
+        )
+    };
+    let (at, one_ty) = slice(xty, &format!("{v}_n"));
+    sub.line(&format!(
+        "{v}_x = tensor.extract_slice {x}{at} : {} to {one_ty}",
+        emit::tty(xty)
+    ));
+    sub.bind(split.input, format!("{v}_x"));
+    lower_nodes(&mut sub, &split.region, opts)?;
+    let mut yields = Vec::new();
+    for (i, &o) in split.outputs.iter().enumerate() {
+        let t = g.ty(o).expect("inferred");
+        let (at, one_ty) = slice(t, &format!("{v}_n"));
+        let y = sub.value(o);
+        sub.line(&format!(
+            "{v}_u{i} = tensor.insert_slice {y} into {v}_acc{i}{at} : {one_ty} into {}",
+            emit::tty(t)
+        ));
+        yields.push(format!("{v}_u{i}"));
+    }
+    let body = std::mem::take(&mut sub.body);
+    e.next = sub.next;
+    e.resources = std::mem::take(&mut sub.resources);
+    e.helpers = std::mem::take(&mut sub.helpers);
+    let tys: Vec<String> = split
+        .outputs
+        .iter()
+        .map(|&o| emit::tty(g.ty(o).expect("inferred")))
+        .collect();
+    let mut iters = Vec::new();
+    for (i, &o) in split.outputs.iter().enumerate() {
+        let init = e.empty(
+            g.ty(o).expect("inferred").dtype,
+            &g.ty(o).expect("inferred").shape,
+        );
+        iters.push(format!("{v}_acc{i} = {init}"));
+    }
+    let k = split.outputs.len();
+    e.line(&format!("{v}_c0 = arith.constant 0 : index"));
+    e.line(&format!("{v}_c1 = arith.constant 1 : index"));
+    e.line(&format!("{v}_nb = arith.constant {} : index", split.batch));
+    e.line(&format!(
+        "{v}:{k} = scf.for {v}_n = {v}_c0 to {v}_nb step {v}_c1 iter_args({}) -> ({}) {{",
+        iters.join(", "),
+        tys.join(", ")
+    ));
+    for l in body.lines() {
+        e.line(l.trim_start());
+    }
+    e.line(&format!(
+        "scf.yield {} : {}",
+        yields.join(", "),
+        tys.join(", ")
+    ));
+    e.line("} {bonsai.kernel = \"per_image\"}");
+    for (i, &o) in split.outputs.iter().enumerate() {
+        e.bind(o, format!("{v}#{i}"));
+    }
+    Ok(())
+}
+
+/// The Relu that is the only reader of Conv node `ix`'s f32 output (not a graph output).
+fn relu_after_conv(g: &Graph, ix: NodeIndex) -> Option<NodeIndex> {
+    use petgraph::visit::EdgeRef;
+    let node = &g.nodes[ix];
+    let y = *node.outputs.first()?;
+    if node.op != "Conv" || node.outputs.len() != 1 || g.outputs.contains(&y) {
+        return None;
+    }
+    if g.ty(y)?.dtype != crate::graph::DType::F32 {
+        return None;
+    }
+    let mut readers = g.nodes.edges(ix).filter(|e| *e.weight() == y);
+    let r = readers.next()?.target();
+    (readers.next().is_none() && g.nodes[r].op == "Relu" && g.nodes[r].inputs.len() == 1)
+        .then_some(r)
 }
 
 /// Shared view of one node during lowering.

@@ -6,8 +6,8 @@ use super::gemv::{int8_gemv, int8_rows, sparse_gemv, GATHER_GEMV_FLOOR};
 use super::int8conv::{int8_conv, int8_conv_of, int8_conv_vnni, vnni_applies};
 use super::kernels::{
     blocked_lanes, conv_init, conv_kernel, direct_pixels, gemm_kernel, sparse_conv, sparse_direct,
-    sparse_gemm_batched, KernelConv, SparseConv, CSR_BATCHED_FLOOR, CSR_ROWWISE_FLOOR,
-    KERNEL_LANES, KERNEL_ROWS, SPARSE_CONV_FLOOR,
+    sparse_gemm_batched, sparse_gemm_rows, KernelConv, SparseConv, CSR_BATCHED_FLOOR,
+    CSR_ROWWISE_FLOOR, KERNEL_LANES, KERNEL_ROWS, SPARSE_CONV_FLOOR,
 };
 use super::perm::{perm_gemv, PERM_GEMV_FLOOR};
 use super::shape::pad_with;
@@ -451,6 +451,16 @@ pub(super) fn gemm(e: &mut Emitter, n: &N) -> Result<String> {
             if let Some(rows) = int8_rows(w) {
                 return Ok(int8_gemv(e, n, rows));
             }
+        }
+    }
+    // Batches of whole 16-row vectors with a sparse enough weight: `sparse_direct`'s loops
+    // on the transposed input.
+    // (Below the floor where the blocked dense kernel applies; wherever sparse otherwise.)
+    if fc_kernel && rows % KERNEL_LANES == 0 {
+        let w = weight.expect("constant");
+        if e.sparse_enough(w, if blocked { CSR_BATCHED_FLOOR } else { 0.0 }) {
+            let a = n.input(e, 0);
+            return Ok(sparse_gemm_rows(e, n, &a, &w.clone()));
         }
     }
     // A sparse enough constant weight in its ONNX layout [n, k] (transB) becomes CSR rows,
