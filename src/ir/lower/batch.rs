@@ -32,7 +32,18 @@ const PER_SAMPLE: &[&str] = &[
     "Mul",
     "Div",
     "Identity",
+    "Reshape",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Gemm",
+    "MatMul",
 ];
+
+/// Largest constant weight of a Gemm or MatMul that runs inside the loop, one row at a
+/// time: the squeeze-and-excitation FCs of mobile CNNs. Larger ones end the region, as they
+/// gain from whole batches (each weight read once for all rows).
+const PER_IMAGE_FC_MAX: usize = 16384;
 
 /// How a batched model's nodes split around the per-image loop.
 pub(super) struct Split {
@@ -82,20 +93,37 @@ pub(super) fn batch_region(g: &Graph, order: &[NodeIndex]) -> Option<Split> {
         }
         let rank = |v: ValueId| g.ty(v).map(|t| t.rank());
         let out_rank = node.outputs.first().and_then(|&o| rank(o));
-        let others_unbatched = if matches!(node.op.as_str(), "Conv" | "BatchNormalization") {
-            // Weights and statistics: the data input is the region's, the others are not.
+        let data_first = || {
             node.inputs
                 .first()
                 .copied()
                 .flatten()
                 .is_some_and(|v| inside.contains(&v))
                 && reads[1..].iter().all(|v| !inside.contains(v))
-        } else {
+        };
+        let small_fc = || {
+            let w = node
+                .inputs
+                .get(1)
+                .copied()
+                .flatten()
+                .and_then(|v| g.konst(v));
+            let bias_1d = node.inputs.get(2).copied().flatten();
+            w.is_some_and(|w| w.shape.len() == 2 && w.len() <= PER_IMAGE_FC_MAX)
+                && node.attrs.int_or("transA", 0) == 0
+                && bias_1d.is_none_or(|b| rank(b) == Some(1))
+        };
+        let others_unbatched = match node.op.as_str() {
+            // Weights, statistics, shapes: the data input is the region's, the others not.
+            "Conv" | "BatchNormalization" | "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => {
+                data_first()
+            }
+            "Gemm" | "MatMul" => data_first() && small_fc(),
             // Elementwise: other operands broadcast without the batch dimension.
-            reads.iter().filter(|v| !inside.contains(v)).all(|&v| {
+            _ => reads.iter().filter(|v| !inside.contains(v)).all(|&v| {
                 g.ty(v)
                     .is_some_and(|t| Some(t.rank()) < out_rank || t.shape.first() == Some(&1))
-            })
+            }),
         };
         let outs_batched = node.outputs.iter().all(|&o| {
             g.ty(o)

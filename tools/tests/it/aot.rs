@@ -519,9 +519,10 @@ for path, out, shape in ((sys.argv[1], sys.argv[2], (2, 8, 10, 13)), (sys.argv[3
 fn per_image_layers_and_batched_sparse_fcs_match_onnxruntime() {
     // A batch of 32: the per-sample layers (convolutions, one of them sparse and direct, with
     // a fused Relu, pooling, BatchNormalization, Clip, a squeeze-and-excite Mul broadcasting
-    // [N, C, 1, 1], an Add of a constant) run one image at a time in one `per_image` loop;
-    // one of their values is also a graph output. After the Flatten, the 90%-sparse FC runs
-    // on the whole batch as `sparse_rows` (no sparse tensor left in the module).
+    // [N, C, 1, 1] computed by a small FC, an Add of a constant) run one image at a time in
+    // one `per_image` loop; two of their values are also graph outputs. The 90%-sparse FC
+    // (too large to run per image) runs on the whole batch as `sparse_rows`, and no sparse
+    // tensor is left in the module.
     use bonsai::ir::lower::{lower_with, uses_sparse, Options};
     use bonsai::session::{load_bound, Compiled};
     let d = tempdir("per-image");
@@ -542,8 +543,8 @@ inits = [nh.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.
          nh.from_array(rng.standard_normal((8, 8, 1, 1)).astype(np.float32), "w2"),
          nh.from_array(rng.standard_normal((8, 1, 1)).astype(np.float32), "c"),
          nh.from_array(np.array(0.0, np.float32), "lo"), nh.from_array(np.array(6.0, np.float32), "hi"),
-         nh.from_array(sparse((16, 128), 0.1), "wf"),
-         nh.from_array(rng.standard_normal(16).astype(np.float32), "bf")]
+         nh.from_array(sparse((64, 512), 0.1), "wf"),
+         nh.from_array(rng.standard_normal(64).astype(np.float32), "bf")]
 nodes = [h.make_node("Conv", ["x", "w0", "b0"], ["c0"], pads=[1, 1, 1, 1]),
          h.make_node("Relu", ["c0"], ["r0"]),
          h.make_node("MaxPool", ["r0"], ["p0"], kernel_shape=[2, 2], strides=[2, 2]),
@@ -556,16 +557,16 @@ nodes = [h.make_node("Conv", ["x", "w0", "b0"], ["c0"], pads=[1, 1, 1, 1]),
          h.make_node("Mul", ["k1", "s2"], ["e"]),
          h.make_node("Add", ["e", "c"], ["mid"]),
          h.make_node("AveragePool", ["mid"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
-         h.make_node("Flatten", ["p1"], ["f"]),
+         h.make_node("Flatten", ["mid"], ["f"]),
          h.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1)]
 g = h.make_graph(nodes, "per_image", [h.make_tensor_value_info("x", T.FLOAT, [32, 3, 16, 16])],
-                 [h.make_tensor_value_info("y", T.FLOAT, None), h.make_tensor_value_info("mid", T.FLOAT, None)],
+                 [h.make_tensor_value_info(o, T.FLOAT, None) for o in ["y", "mid", "p1"]],
                  inits)
 m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
 onnx.save(m, sys.argv[1])
 x = rng.standard_normal((32, 3, 16, 16)).astype(np.float32)
 o = ort.InferenceSession(sys.argv[1]).run(None, {"x": x})
-np.savez(sys.argv[2], x=x, y=o[0], mid=o[1])
+np.savez(sys.argv[2], x=x, y=o[0], mid=o[1], p1=o[2])
 "#;
     let (model, data) = (d.join("per_image.onnx"), d.join("per_image.npz"));
     python_ok(make, &[&model, &data]);
@@ -580,7 +581,7 @@ np.savez(sys.argv[2], x=x, y=o[0], mid=o[1])
     let t = bonsai::npz::read(&data).expect("npz");
     let c = Compiled::with_options(g, &opts).expect("compile");
     let got = c.jit.run(&[&t["x"]]).expect("run");
-    for (y, k) in got.iter().zip(["y", "mid"]) {
+    for (y, k) in got.iter().zip(["y", "mid", "p1"]) {
         assert_eq!(y.shape, t[k].shape, "{k}");
         let (a, b) = (y.to_f64_vec(), t[k].to_f64_vec());
         for (i, (p, q)) in a.iter().zip(&b).enumerate() {
