@@ -94,6 +94,10 @@ pub struct Emitter<'g> {
     /// Set while lowering a convolution whose only reader is a Relu: a kernel that applies
     /// `max(x, 0)` in its last copy clears it (`plane_to_out`); otherwise the caller applies it.
     pub relu_epilogue: bool,
+    /// Set (to the pool's output shape) while lowering a convolution whose output (after a
+    /// fused Relu, if any) only feeds a 2x2 stride-2 MaxPool: `plane_to_out` then pools the
+    /// kernel's plane directly and clears it; otherwise the caller lowers the pool.
+    pub pool_epilogue: Option<Vec<usize>>,
 }
 
 /// A run-time value that is `(q - zero_point) * scale` for 8-bit integers `q` (SSA `q`,
@@ -141,6 +145,7 @@ impl<'g> Emitter<'g> {
             helpers: Vec::new(),
             dequantized: HashMap::new(),
             relu_epilogue: false,
+            pool_epilogue: None,
         };
         Emitter {
             prunable: plans

@@ -589,6 +589,22 @@ pub(super) fn plane_to_out(e: &mut Emitter, n: &N, y: &str, ys: &[usize], wp: us
         ));
         return e.reshape(&c, dt, &os, &out.shape);
     }
+    if let Some(ps) = e.pool_epilogue.take() {
+        // Conv (Relu) MaxPool: pool the plane's rows in place of the copy.
+        let (nc, pp) = (ys[0] * ys[1] * ys[2], ys[3]);
+        let c = e.fresh();
+        e.line(&format!(
+            "{c} = tensor.collapse_shape {y} [[0, 1, 2], [3]] : {} into tensor<{nc}x{pp}xf32>",
+            tty_of(dt, ys)
+        ));
+        let src = super::reduce::PoolSource {
+            x: &c,
+            len: pp,
+            row: wp,
+            relu: std::mem::take(&mut e.relu_epilogue),
+        };
+        return super::reduce::pool_2x2_rows(e, &src, &ps, true);
+    }
     let q = format!("d3 * {wp} + d4");
     let ins = vec![op(
         y.to_string(),

@@ -184,20 +184,39 @@ fn lower_nodes(e: &mut Emitter, nodes: &[NodeIndex], opts: &Options) -> Result<(
             continue;
         }
         let node = &g.nodes[ix];
-        match relu_after_conv(g, ix).filter(|r| opts.cpu_kernels && nodes.contains(r)) {
-            Some(relu) => {
-                e.relu_epilogue = true;
-                lower_node(e, node)?;
-                let mut y = e.value(node.outputs[0]);
-                if std::mem::take(&mut e.relu_epilogue) {
-                    let ty = g.ty(node.outputs[0]).expect("inferred").clone();
-                    y = elementwise::relu(e, &y, &ty);
-                }
-                e.bind(g.nodes[relu].outputs[0], y);
-                fused.push(relu);
+        let Some(relu) = relu_after_conv(g, ix).filter(|r| opts.cpu_kernels && nodes.contains(r))
+        else {
+            lower_node(e, node)?;
+            continue;
+        };
+        // Conv, Relu (and a 2x2 MaxPool): the kernel's last copy applies them where it can.
+        let pool = only_reader(g, relu)
+            .filter(|&p| g.nodes[p].op == "MaxPool" && nodes.contains(&p))
+            .filter(|&p| {
+                reduce::halving_pool(&N {
+                    node: &g.nodes[p],
+                    g,
+                })
+            });
+        e.relu_epilogue = true;
+        e.pool_epilogue =
+            pool.map(|p| g.ty(g.nodes[p].outputs[0]).expect("inferred").shape.clone());
+        lower_node(e, node)?;
+        let mut y = e.value(node.outputs[0]);
+        if let Some(p) = pool.filter(|_| e.pool_epilogue.is_none()) {
+            // Pooled: `y` is the pool's output.
+            e.bind(g.nodes[p].outputs[0], y);
+            fused.push(p);
+        } else {
+            e.pool_epilogue = None;
+            if std::mem::take(&mut e.relu_epilogue) {
+                let ty = g.ty(node.outputs[0]).expect("inferred").clone();
+                y = elementwise::relu(e, &y, &ty);
             }
-            None => lower_node(e, node)?,
+            e.bind(g.nodes[relu].outputs[0], y);
         }
+        e.relu_epilogue = false;
+        fused.push(relu);
     }
     Ok(())
 }
@@ -295,7 +314,6 @@ fn per_image(e: &mut Emitter, split: &batch::Split, opts: &Options) -> Result<()
 
 /// The Relu that is the only reader of Conv node `ix`'s f32 output (not a graph output).
 fn relu_after_conv(g: &Graph, ix: NodeIndex) -> Option<NodeIndex> {
-    use petgraph::visit::EdgeRef;
     let node = &g.nodes[ix];
     let y = *node.outputs.first()?;
     if node.op != "Conv" || node.outputs.len() != 1 || g.outputs.contains(&y) {
@@ -304,10 +322,24 @@ fn relu_after_conv(g: &Graph, ix: NodeIndex) -> Option<NodeIndex> {
     if g.ty(y)?.dtype != crate::graph::DType::F32 {
         return None;
     }
-    let mut readers = g.nodes.edges(ix).filter(|e| *e.weight() == y);
+    let r = only_reader(g, ix)?;
+    (g.nodes[r].op == "Relu" && g.nodes[r].inputs.len() == 1).then_some(r)
+}
+
+/// The one node that reads node `ix`'s single output, if that output has one reader and is
+/// not a graph output.
+fn only_reader(g: &Graph, ix: NodeIndex) -> Option<NodeIndex> {
+    use petgraph::visit::EdgeRef;
+    let node = &g.nodes[ix];
+    let [y] = node.outputs.as_slice() else {
+        return None;
+    };
+    if g.outputs.contains(y) {
+        return None;
+    }
+    let mut readers = g.nodes.edges(ix).filter(|e| e.weight() == y);
     let r = readers.next()?.target();
-    (readers.next().is_none() && g.nodes[r].op == "Relu" && g.nodes[r].inputs.len() == 1)
-        .then_some(r)
+    readers.next().is_none().then_some(r)
 }
 
 /// Shared view of one node during lowering.

@@ -48,8 +48,61 @@ const POOL_LANES: usize = 16;
 /// or the sum of each window. The elementwise form of the same windows read every cell as a
 /// stride-2 slice, which LLVM vectorised lane by lane: MNIST's 32x28x28 -> 32x14x14 took
 /// 5.1 us, onnxruntime's 6.2 us.
-fn pool_2x2(e: &mut Emitter, x: &str, xs: &[usize], ys: &[usize], is_max: bool) -> String {
-    let (nc, h, w) = (xs[0] * xs[1], xs[2], xs[3]);
+pub(super) fn pool_2x2(
+    e: &mut Emitter,
+    x: &str,
+    xs: &[usize],
+    ys: &[usize],
+    is_max: bool,
+) -> String {
+    let (nc, len) = (xs[0] * xs[1], xs[2] * xs[3]);
+    let v = e.fresh();
+    e.line(&format!(
+        "{v} = tensor.collapse_shape {x} [[0, 1], [2, 3]] : {} into tensor<{nc}x{len}xf32>",
+        tty_of(DType::F32, xs)
+    ));
+    let src = PoolSource {
+        x: &v,
+        len,
+        row: xs[3],
+        relu: false,
+    };
+    pool_2x2_rows(e, &src, ys, is_max)
+}
+
+/// The input of `pool_2x2_rows`: `[N*C, len]` planes whose rows start every `row` elements
+/// (the image's width, or a convolution kernel's padded plane width); `relu`: `max(y, 0)` on
+/// the pooled values (which a max commutes with: the Relu between a convolution and its
+/// pool).
+pub(super) struct PoolSource<'a> {
+    pub(super) x: &'a str,
+    pub(super) len: usize,
+    pub(super) row: usize,
+    pub(super) relu: bool,
+}
+
+/// Whether `n` is a 2x2 stride-2 pooling that `pool_2x2` computes (f32, NCHW, no padding or
+/// dilation, the last row and column of odd sizes unused).
+pub(super) fn halving_pool(n: &N) -> bool {
+    let (x, out) = (n.in_ty(0), n.out_ty(0));
+    x.dtype == DType::F32
+        && x.rank() == 4
+        && n.ints("kernel") == [2, 2]
+        && n.ints("strides") == [2, 2]
+        && n.ints("dilations") == [1, 1]
+        && n.ints("pads").iter().all(|&p| p == 0)
+        && (0..2).all(|i| out.shape[2 + i] * 2 <= x.shape[2 + i])
+}
+
+/// `pool_2x2` on planes with a row stride (`src`).
+pub(super) fn pool_2x2_rows(
+    e: &mut Emitter,
+    src: &PoolSource,
+    ys: &[usize],
+    is_max: bool,
+) -> String {
+    let (nc, len, row) = (ys[0] * ys[1], src.len, src.row);
+    let x = src.x;
     let (oh, ow) = (ys[2], ys[3]);
     let v = e.fresh();
     let wide = 2 * POOL_LANES;
@@ -57,11 +110,12 @@ fn pool_2x2(e: &mut Emitter, x: &str, xs: &[usize], ys: &[usize], is_max: bool) 
         format!("vector<{POOL_LANES}xf32>"),
         format!("vector<{wide}xf32>"),
     );
-    let (x3, y3) = (
-        format!("tensor<{nc}x{h}x{w}xf32>"),
+    let (x2, y3) = (
+        format!("tensor<{nc}x{len}xf32>"),
         format!("tensor<{nc}x{oh}x{ow}xf32>"),
     );
-    let (xty, yty) = (tty_of(DType::F32, xs), tty_of(DType::F32, ys));
+    let yty = tty_of(DType::F32, ys);
+
     let comb = if is_max {
         "arith.maximumf"
     } else {
@@ -71,6 +125,15 @@ fn pool_2x2(e: &mut Emitter, x: &str, xs: &[usize], ys: &[usize], is_max: bool) 
     let even: Vec<String> = (0..POOL_LANES).map(|i| (2 * i).to_string()).collect();
     let odd: Vec<String> = (0..POOL_LANES).map(|i| (2 * i + 1).to_string()).collect();
     // Whole vectors when every row's outputs are a multiple of 16 (reads stay in the row).
+    // The Relu after the window (`o0`, else the window is `o`).
+    let (o0, relu) = if src.relu {
+        (
+            format!("{v}_o0"),
+            format!("{v}_zr = arith.constant dense<0.0> : {vt}\n{v}_o = arith.maximumf {v}_o0, {v}_zr : {vt}\n"),
+        )
+    } else {
+        (format!("{v}_o"), String::new())
+    };
     let inb = if ow.is_multiple_of(POOL_LANES) {
         "true"
     } else {
@@ -85,20 +148,24 @@ fn pool_2x2(e: &mut Emitter, x: &str, xs: &[usize], ys: &[usize], is_max: bool) 
 {v}_oh = arith.constant {oh} : index
 {v}_ow = arith.constant {ow} : index
 {v}_pad = arith.constant {pad} : f32
-{v}_x = tensor.collapse_shape {x} [[0, 1], [2], [3]] : {xty} into {x3}
+{v}_row = arith.constant {row} : index
 {v}_e = tensor.empty() : {y3}
 {v}_y = scf.for {v}_p = {v}_c0 to {v}_nc step {v}_c1 iter_args({v}_ya = {v}_e) -> ({y3}) {{
 {v}_y1 = scf.for {v}_i = {v}_c0 to {v}_oh step {v}_c1 iter_args({v}_yb = {v}_ya) -> ({y3}) {{
-{v}_r0 = arith.muli {v}_i, {v}_c2 : index
-{v}_r1 = arith.addi {v}_r0, {v}_c1 : index
+{v}_i2 = arith.muli {v}_i, {v}_c2 : index
+{v}_r0 = arith.muli {v}_i2, {v}_row : index
+{v}_r1 = arith.addi {v}_r0, {v}_row : index
 {v}_y2 = scf.for {v}_j = {v}_c0 to {v}_ow step {v}_cl iter_args({v}_yc = {v}_yb) -> ({y3}) {{
 {v}_col = arith.muli {v}_j, {v}_c2 : index
-{v}_a0 = vector.transfer_read {v}_x[{v}_p, {v}_r0, {v}_col], {v}_pad {{in_bounds = [{inb}]}} : {x3}, {wt}
-{v}_a1 = vector.transfer_read {v}_x[{v}_p, {v}_r1, {v}_col], {v}_pad {{in_bounds = [{inb}]}} : {x3}, {wt}
+{v}_q0 = arith.addi {v}_r0, {v}_col : index
+{v}_q1 = arith.addi {v}_r1, {v}_col : index
+{v}_a0 = vector.transfer_read {x}[{v}_p, {v}_q0], {v}_pad {{in_bounds = [{inb}]}} : {x2}, {wt}
+{v}_a1 = vector.transfer_read {x}[{v}_p, {v}_q1], {v}_pad {{in_bounds = [{inb}]}} : {x2}, {wt}
 {v}_m = {comb} {v}_a0, {v}_a1 : {wt}
 {v}_ev = vector.shuffle {v}_m, {v}_m [{even}] : {wt}, {wt}
 {v}_od = vector.shuffle {v}_m, {v}_m [{odd}] : {wt}, {wt}
-{v}_o = {comb} {v}_ev, {v}_od : {vt}
+{o0} = {comb} {v}_ev, {v}_od : {vt}
+{relu}
 {v}_yn = vector.transfer_write {v}_o, {v}_yc[{v}_p, {v}_i, {v}_j] {{in_bounds = [{inb}]}} : {vt}, {y3}
 scf.yield {v}_yn : {y3}
 }}

@@ -517,8 +517,9 @@ for path, out, shape in ((sys.argv[1], sys.argv[2], (2, 8, 10, 13)), (sys.argv[3
 
 #[test]
 fn per_image_layers_and_batched_sparse_fcs_match_onnxruntime() {
-    // A batch of 32: the per-sample layers (convolutions, one of them sparse and direct, with
-    // a fused Relu, pooling, BatchNormalization, Clip, a squeeze-and-excite Mul broadcasting
+    // A batch of 32: the per-sample layers (convolutions, one of them sparse and direct, one
+    // with its Relu and 2x2 MaxPool run on the kernel's plane (15x15: the last row and column
+    // unused), pooling, BatchNormalization, Clip, a squeeze-and-excite Mul broadcasting
     // [N, C, 1, 1] computed by a small FC, an Add of a constant) run one image at a time in
     // one `per_image` loop; two of their values are also graph outputs. The 90%-sparse FC
     // (too large to run per image) runs on the whole batch as `sparse_rows`, and no sparse
@@ -543,7 +544,7 @@ inits = [nh.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.
          nh.from_array(rng.standard_normal((8, 8, 1, 1)).astype(np.float32), "w2"),
          nh.from_array(rng.standard_normal((8, 1, 1)).astype(np.float32), "c"),
          nh.from_array(np.array(0.0, np.float32), "lo"), nh.from_array(np.array(6.0, np.float32), "hi"),
-         nh.from_array(sparse((64, 512), 0.1), "wf"),
+         nh.from_array(sparse((64, 392), 0.1), "wf"),
          nh.from_array(rng.standard_normal(64).astype(np.float32), "bf")]
 nodes = [h.make_node("Conv", ["x", "w0", "b0"], ["c0"], pads=[1, 1, 1, 1]),
          h.make_node("Relu", ["c0"], ["r0"]),
@@ -559,12 +560,12 @@ nodes = [h.make_node("Conv", ["x", "w0", "b0"], ["c0"], pads=[1, 1, 1, 1]),
          h.make_node("AveragePool", ["mid"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
          h.make_node("Flatten", ["mid"], ["f"]),
          h.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1)]
-g = h.make_graph(nodes, "per_image", [h.make_tensor_value_info("x", T.FLOAT, [32, 3, 16, 16])],
+g = h.make_graph(nodes, "per_image", [h.make_tensor_value_info("x", T.FLOAT, [32, 3, 15, 15])],
                  [h.make_tensor_value_info(o, T.FLOAT, None) for o in ["y", "mid", "p1"]],
                  inits)
 m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
 onnx.save(m, sys.argv[1])
-x = rng.standard_normal((32, 3, 16, 16)).astype(np.float32)
+x = rng.standard_normal((32, 3, 15, 15)).astype(np.float32)
 o = ort.InferenceSession(sys.argv[1]).run(None, {"x": x})
 np.savez(sys.argv[2], x=x, y=o[0], mid=o[1], p1=o[2])
 "#;
