@@ -227,7 +227,8 @@ fn kernels(a: &BenchArgs) -> Result<()> {
         println!(
             "(batch {}, 1 thread, medians of {} runs; onnxruntime runs the same sparse model \
 densely; ratios > 1 mean sparse (int8) is faster; sparse: {} for a Gemm on fewer than 8 rows, \
-CSR through the sparsifier on more, the direct kernel for a convolution; int8: the op in QDQ \
+the direct kernel's loops on the transposed input on batches of 16 rows (CSR through the \
+sparsifier on other batches), the direct kernel for a convolution; int8: the op in QDQ \
 form as quantize_static writes it, bonsai's integer convolution or int8 FC against \
 onnxruntime's QLinearConv / QGemm)",
             a.batch,

@@ -1,8 +1,9 @@
 //! bonsai's own CPU kernels, emitted as scf and vector ops on tensors for the code-generation
 //! form (`lower::Options::cpu_kernels`): the register-blocked dense convolution and Gemm, the
 //! direct sparse convolution, and the sparse forms that go through MLIR's sparsifier
-//! (im2col + CSR for strided convolutions, the transposed CSR Gemm for batches). `nn.rs`
-//! decides which form an op takes.
+//! (im2col + CSR for strided convolutions, the transposed CSR Gemm for batches that are not
+//! whole 16-row vectors; `sparse_rows` for the others). `nn.rs` decides which form an op
+//! takes.
 
 use super::elementwise::map;
 use super::nn::{fill_scalar, op};
@@ -14,8 +15,9 @@ use crate::ir::emit::{amap, d, tty_of, Emitter, Operand, WeightTag};
 /// Sparsity below which a sparse kernel is not used even when `--sparse-min` allows it,
 /// because bonsai's dense code for the same op is as fast or faster (`bonsai bench --kernels`,
 /// one thread, Zen 3): the direct sparse convolution breaks even with the blocked dense one
-/// near 50%; the batched CSR Gemm with the blocked dense Gemm near 65% (64x3136x128: CSR
-/// 1418 us at 50%, 835 us at 70%, dense 1084 us); the batch-1 CSR Gemm, which gathers the
+/// near 50%; the batched sparse Gemm with the blocked dense Gemm near 65% (64x3136x128: CSR
+/// 1418 us at 50%, 835 us at 70%, dense 1084 us; `sparse_rows` on the Zen 5 VM of stop 17:
+/// 326 us at 50%, 211 at 70%, 101 at 90%, dense 247-273 us); the batch-1 CSR Gemm, which gathers the
 /// input at every non-zero, near 90% (128x3136: 35 us at 90%, dense 38-42 us).
 pub(super) const SPARSE_CONV_FLOOR: f64 = 0.5;
 pub(super) const CSR_BATCHED_FLOOR: f64 = 0.7;
