@@ -274,4 +274,16 @@ save("dyn_pool",
      [h.make_tensor_value_info("x", T.FLOAT, ["N", 3, "H", "W"])],
      [h.make_tensor_value_info("y", T.FLOAT, ["N", 4, "H2", "W2"])],
      [nh.from_array(f32(4, 3, 1, 1), "pw")])
+# Block-sparse weights (4 output channels sharing each non-zero position, BSR with 4x1
+# blocks): a stride-1 conv with a bias (8 -> 8 channels, 3 of the 72 positions of each block
+# of 4 kept) on a 6x6 plane, for the block form of the direct kernel.
+wb = f32(8, 8, 3, 3).reshape(2, 4, 72)
+keep = np.zeros((2, 1, 72), bool)
+keep[0, 0, [3, 40, 71]] = True
+keep[1, 0, [0, 9, 50]] = True
+save("block_cnn",
+     [h.make_node("Conv", ["x", "wb", "bb"], ["y"], pads=[1, 1, 1, 1])],
+     [h.make_tensor_value_info("x", T.FLOAT, [1, 8, 6, 6])],
+     [h.make_tensor_value_info("y", T.FLOAT, [1, 8, 6, 6])],
+     [nh.from_array((wb * keep).reshape(8, 8, 3, 3).astype(np.float32), "wb"), nh.from_array(f32(8), "bb")])
 print("wrote", sorted(os.listdir(D)))

@@ -130,6 +130,32 @@ fn kernels(a: &BenchArgs) -> Result<()> {
                     time_us(&dense, &inputs, a.runs)?,
                     time_us(&csr, &inputs, a.runs)?,
                 );
+                // The same sparsity in 4x1 blocks (4 output channels sharing their
+                // positions), which the block-sparse form of the direct kernels runs; for
+                // weights of whole blocks of 4 output channels.
+                let out_rows: usize = args[if args[0] == "conv" { 4 } else { 0 }].parse()?;
+                let tb = if s > 0.0 && out_rows.is_multiple_of(4) {
+                    let pb = dir.join(format!("k_{}_{s}_block4.onnx", rows.len()));
+                    let st = Command::new("python3")
+                        .arg(make)
+                        .args(&args)
+                        .args([s.to_string(), a.batch.to_string()])
+                        .arg(&pb)
+                        .arg("block4")
+                        .status()
+                        .context("python3 (numpy, onnx) to write the kernel model")?;
+                    if !st.success() {
+                        bail!("{make} failed");
+                    }
+                    let gb = load_bound(&pb, &Default::default())?;
+                    Some(time_us(
+                        &Compiled::with_options(gb, &every)?,
+                        &inputs,
+                        a.runs,
+                    )?)
+                } else {
+                    None
+                };
                 // The same op in QDQ form (8-bit input and output, int8 per-channel weight:
                 // what `quantize_static` writes), which bonsai runs as `int8_conv` (convs) or
                 // `int8_gemv` (FCs below 8 rows), and onnxruntime as QLinearConv / QGemm.
@@ -163,6 +189,7 @@ fn kernels(a: &BenchArgs) -> Result<()> {
                 rows.push(serde_json::json!({
                     "shape": shape, "batch": a.batch, "sparsity": s,
                     "dense_us": td, "csr_us": tc, "onnxruntime_us": ort, "int8_us": ti8,
+                    "block4_us": tb, "block4_speedup_vs_dense": tb.map(|b| td / b),
                     "onnxruntime_int8_us": ort8,
                     "csr_speedup_vs_dense": td / tc,
                     "int8_speedup_vs_dense": td / ti8,
@@ -179,13 +206,15 @@ fn kernels(a: &BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         println!(
-            "{:<24} {:>8} {:>10} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10}",
+            "{:<24} {:>8} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10}",
             "shape",
             "sparsity",
             "dense us",
             "sparse us",
+            "4x1 us",
             "onnxrt us",
             "sp/dense",
+            "4x1/dense",
             "sp/ort",
             "int8 us",
             "int8/dense",
@@ -210,13 +239,15 @@ fn kernels(a: &BenchArgs) -> Result<()> {
                     .unwrap_or("-".into())
             };
             println!(
-                "{:<24} {:>7.0}% {:>10} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10}",
+                "{:<24} {:>7.0}% {:>10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10}",
                 r["shape"].as_str().unwrap_or(""),
                 100.0 * r["sparsity"].as_f64().unwrap_or(0.0),
                 f("dense_us"),
                 f("csr_us"),
+                f("block4_us"),
                 f("onnxruntime_us"),
                 x("csr_speedup_vs_dense"),
+                x("block4_speedup_vs_dense"),
                 x("csr_speedup_vs_onnxruntime"),
                 f("int8_us"),
                 x("int8_speedup_vs_dense"),
@@ -228,7 +259,9 @@ fn kernels(a: &BenchArgs) -> Result<()> {
             "(batch {}, 1 thread, medians of {} runs; onnxruntime runs the same sparse model \
 densely; ratios > 1 mean sparse (int8) is faster; sparse: {} for a Gemm on fewer than 8 rows, \
 the direct kernel's loops on the transposed input on batches of 16 rows (CSR through the \
-sparsifier on other batches), the direct kernel for a convolution; int8: the op in QDQ \
+sparsifier on other batches), the direct kernel for a convolution; 4x1: the same sparsity in \
+blocks of 4 output channels, which the direct kernels run as blocks (BSR) with AVX-512 (the \
+Gemm on fewer than 8 rows as unstructured); int8: the op in QDQ \
 form as quantize_static writes it, bonsai's integer convolution or int8 FC against \
 onnxruntime's QLinearConv / QGemm)",
             a.batch,

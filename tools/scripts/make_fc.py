@@ -1,11 +1,14 @@
 """Write a one-op ONNX model for kernel benchmarks, with the given fraction of its weight
 entries zero (the smallest |w| of a deterministic normal draw).
 
-    python3 tools/scripts/make_fc.py N K SPARSITY BATCH OUT.onnx [int8]
+    python3 tools/scripts/make_fc.py N K SPARSITY BATCH OUT.onnx [int8|block4]
         Gemm y = x W^T, W [N, K], x [BATCH, K]; with `int8`, W rounded to a symmetric
         per-row int8 grid (what per-channel int8 quantisation writes).
-    python3 tools/scripts/make_fc.py conv C H W M KH KW SPARSITY BATCH OUT.onnx [int8]
+    python3 tools/scripts/make_fc.py conv C H W M KH KW SPARSITY BATCH OUT.onnx [int8|block4]
         Conv (stride 1, zero padding keeping H x W) of x [BATCH, C, H, W] with W [M, C, KH, KW].
+
+With `block4` the zeros come in blocks of 4 output channels x 1 reduction entry (the weight
+viewed as [M, C*KH*KW] or [N, K]): the blocks of smallest L2 norm (BSR with 4x1 blocks).
 
 With `int8` the model is written as onnxruntime's `quantize_static` writes it (QDQ): the
 input through QuantizeLinear/DequantizeLinear (u8, the synthetic inputs' range [-1, 1)),
@@ -20,6 +23,14 @@ from onnx import TensorProto as T, helper as h, numpy_helper as nh
 
 
 def sparsify(w, s):
+    if block:
+        rows = w.reshape(w.shape[0] // 4, 4, -1)
+        norms = np.sqrt((rows ** 2).sum(axis=1)).reshape(-1)
+        cut = int(s * norms.size)
+        keep = np.ones(norms.size, bool)
+        keep[np.argsort(norms, kind="stable")[:cut]] = False
+        rows *= keep.reshape(rows.shape[0], 1, rows.shape[2])
+        return w
     cut = int(s * w.size)
     if cut:
         w.reshape(-1)[np.argsort(np.abs(w).reshape(-1), kind="stable")[:cut]] = 0
@@ -48,6 +59,7 @@ def qdq(w, x_shape, y_shape, op, attrs):
 
 
 int8 = sys.argv[-1] == "int8"
+block = sys.argv[-1] == "block4"
 if sys.argv[1] == "conv":
     c, hh, ww, m, kh, kw = (int(v) for v in sys.argv[2:8])
     s, b, out = float(sys.argv[8]), int(sys.argv[9]), sys.argv[10]

@@ -9,7 +9,7 @@ use super::elementwise::map;
 use super::nn::{fill_scalar, op};
 use super::N;
 use crate::error::Result;
-use crate::graph::{tensor::Data, DType, Tensor};
+use crate::graph::DType;
 use crate::ir::emit::{amap, d, tty_of, Emitter, Operand, WeightTag};
 
 /// Sparsity below which a sparse kernel is not used even when `--sparse-min` allows it,
@@ -304,194 +304,6 @@ pub(super) fn block_loops(
     (text, rows)
 }
 
-/// Output pixels of one register block in `sparse_direct` for a plane of `pixels`: 2 to 7
-/// 16-lane vectors, whichever pads the plane least (the larger on ties). Each non-zero then
-/// drives up to 14 AVX accumulators, which amortises its offset and weight loads: on the
-/// MNIST CNN's pruned 32->64 3x3 conv (224 plane pixels), 112-pixel blocks ran the model in
-/// 96 us against 105 us with 64-pixel blocks (256 padded pixels) and 100 us with 32.
-pub(super) fn direct_pixels(pixels: usize) -> usize {
-    (2..=7)
-        .rev()
-        .map(|nv| nv * KERNEL_LANES)
-        .min_by_key(|&b| pixels.next_multiple_of(b))
-        .expect("non-empty")
-}
-
-/// Direct sparse convolution (stride 1, plane form), for weights at least `sparse_min`
-/// sparse: the non-zeros of each output channel are listed with their input offsets
-/// (c*len + sum k_i*dil_i*row stride) and values; for each image, group, block of output
-/// pixels (`direct_pixels`) and channel, the accumulators stay in registers while the loop over the channel's
-/// non-zeros reads four 16-pixel input vectors at the listed offset. No im2col; work is
-/// proportional to the non-zeros. Pixel blocks are the outer loop so that the input window
-/// one block reads (its rows of every input channel) stays in L1 across all the channels:
-/// each step loads as many input vectors as it multiplies, so streaming the whole input
-/// plane from L2 once per channel halved the speed.
-pub(super) fn sparse_direct(e: &mut Emitter, n: &N, s: KernelConv, wt: &Tensor) -> String {
-    let blk = direct_pixels(s.pixels);
-    let (v, ys) = direct_plane(e, n, &s, wt, blk, "sparse_direct");
-    plane_to_out(e, n, &v, &ys, s.wp)
-}
-
-/// The loops of `sparse_direct`, up to the plane-form result `[N, G, Og, P']` (and its shape):
-/// also the batched sparse FC (`sparse_gemm_rows`), as a 1x1 convolution of the transposed
-/// input.
-fn direct_plane(
-    e: &mut Emitter,
-    n: &N,
-    s: &KernelConv,
-    wt: &Tensor,
-    blk: usize,
-    kind: &str,
-) -> (String, [usize; 4]) {
-    let x = n.in_ty(0).clone();
-    let dt = x.dtype;
-    let t = dt.mlir();
-    let (nb, group, cg, len) = (s.xg[0], s.xg[1], s.xg[2], s.xg[3]);
-    let og = s.wshape[1];
-    let ks = &s.wshape[3..];
-    let kk: usize = ks.iter().product();
-    let j = cg * kk;
-    let pp = s.pixels.next_multiple_of(blk);
-    let xf_shape = [nb, group, cg * len];
-    let xf = e.reshape(s.xg_s, dt, s.xg, &xf_shape);
-    let step_off = |jj: usize| s.step_offset(jj);
-    let wv = wt.to_f64_vec();
-    let (mut pos, mut offs, mut vals) = (vec![0i32], Vec::new(), Vec::new());
-    for m in 0..group * og {
-        for jj in 0..j {
-            let w = wv[m * j + jj];
-            if w != 0.0 {
-                offs.push(step_off(jj) as i32);
-                vals.push(w as f32);
-            }
-        }
-        pos.push(offs.len() as i32);
-    }
-    let nnz = offs.len().max(1);
-    if offs.is_empty() {
-        offs.push(0);
-        vals.push(0.0);
-    }
-    let pos_c = e.constant(
-        &Tensor::new(vec![pos.len()], Data::I32(pos.clone())),
-        Some("direct_pos"),
-    );
-    let off_c = e.constant(&Tensor::new(vec![nnz], Data::I32(offs)), Some("direct_off"));
-    let val_c = e.constant(&Tensor::f32(vec![nnz], vals), Some("direct_val"));
-    let np1 = pos.len();
-    let ys = [nb, group, og, pp];
-    // Every output element is written: y starts empty, the accumulators at the bias.
-    let init = e.empty(dt, &ys);
-    let bias = layer_bias(e, n, dt, &[group * og]);
-    let v = e.fresh();
-    let yty = tty_of(dt, &ys);
-    let xty = tty_of(dt, &xf_shape);
-    let vt = format!("vector<{KERNEL_LANES}x{t}>");
-    let nv = blk / KERNEL_LANES;
-    let mut text = format!(
-        "{v}_c0 = arith.constant 0 : index
-{v}_c1 = arith.constant 1 : index
-{v}_blk = arith.constant {blk} : index
-{v}_nb = arith.constant {nb} : index
-{v}_ng = arith.constant {group} : index
-{v}_og = arith.constant {og} : index
-{v}_pp = arith.constant {pp} : index
-{v}_z = arith.constant 0.0 : {t}
-{v} = scf.for {v}_n = {v}_c0 to {v}_nb step {v}_c1 iter_args({v}_ya = {init}) -> ({yty}) {{
-{v}_y1 = scf.for {v}_g = {v}_c0 to {v}_ng step {v}_c1 iter_args({v}_yb = {v}_ya) -> ({yty}) {{
-{v}_y2 = scf.for {v}_p = {v}_c0 to {v}_pp step {v}_blk iter_args({v}_yc = {v}_yb) -> ({yty}) {{
-{v}_y3 = scf.for {v}_o = {v}_c0 to {v}_og step {v}_c1 iter_args({v}_yd = {v}_yc) -> ({yty}) {{
-{v}_gm = arith.muli {v}_g, {v}_og : index
-{v}_m = arith.addi {v}_gm, {v}_o : index
-{v}_m1 = arith.addi {v}_m, {v}_c1 : index
-{v}_lo32 = tensor.extract {pos_c}[{v}_m] : tensor<{np1}xi32>
-{v}_hi32 = tensor.extract {pos_c}[{v}_m1] : tensor<{np1}xi32>
-{v}_lo = arith.index_cast {v}_lo32 : i32 to index
-{v}_hi = arith.index_cast {v}_hi32 : i32 to index
-"
-    );
-    let lanes: Vec<String> = (0..nv).map(|i| format!("{v}_p{i}")).collect();
-    for i in 0..nv {
-        text += &format!(
-            "{v}_l{i} = arith.constant {} : index\n{v}_p{i} = arith.addi {v}_p, {v}_l{i} : index\n",
-            i * KERNEL_LANES
-        );
-    }
-    let at: Vec<String> = lanes
-        .iter()
-        .map(|p| format!("{v}_n, {v}_g, {v}_o, {p}"))
-        .collect();
-    text += &match bias {
-        Some(b) => format!(
-            "{v}_bs = tensor.extract {b}[{v}_m] : {}\n{v}_a = vector.broadcast {v}_bs : {t} to {vt}\n",
-            tty_of(dt, &[group * og])
-        ),
-        None => format!("{v}_a = arith.constant dense<0.0> : {vt}\n"),
-    };
-    let accs: Vec<String> = (0..nv).map(|i| format!("{v}_s{i} = {v}_a")).collect();
-    let vts = vec![vt.as_str(); nv].join(", ");
-    text += &format!(
-        "{v}_r:{nv} = scf.for {v}_e = {v}_lo to {v}_hi step {v}_c1 iter_args({}) -> ({vts}) {{
-{v}_off32 = tensor.extract {off_c}[{v}_e] : tensor<{nnz}xi32>
-{v}_off = arith.index_cast {v}_off32 : i32 to index
-{v}_w = tensor.extract {val_c}[{v}_e] : tensor<{nnz}x{t}>
-{v}_b = vector.broadcast {v}_w : {t} to {vt}
-",
-        accs.join(", ")
-    );
-    text += &broadcast_fma_step(&v, &lanes, &xf, &xty, &vt);
-    text += &write_block_and_close(&v, &at, &yty, &vt, kind);
-    for l in text.lines() {
-        e.line(l);
-    }
-    (v, ys)
-}
-
-/// `A W^T + b` for a sparse constant weight `W [n, k]` and a batch of `m` rows (a multiple
-/// of 16), computed transposed as a 1x1 convolution of `A^T` (`k` channels of an `m`-pixel
-/// plane) by `sparse_direct`'s loops: per output feature, a loop over its non-zeros, each
-/// multiplying one broadcast weight into up to seven 16-row vectors of `A^T`. Unlike the
-/// sparsifier's CSR form (`sparse_gemm_batched`), it leaves the module free of sparse tensors,
-/// so the rest of the model keeps the dense bufferization and elementwise fusion.
-pub(super) fn sparse_gemm_rows(e: &mut Emitter, n: &N, a: &str, wt: &Tensor) -> String {
-    let dt = n.out_ty(0).dtype;
-    let (m, k) = (n.in_ty(0).shape[0], n.in_ty(0).shape[1]);
-    let nn = wt.shape[0];
-    let at = map_to(
-        e,
-        vec![op(a.to_string(), dt, &[m, k], amap(2, &[d(1), d(0)]))],
-        dt,
-        &[k, m],
-    );
-    let xg = [1, 1, k, m];
-    let xg_s = e.reshape(&at, dt, &[k, m], &xg);
-    let wshape = [1, nn, k];
-    let s = KernelConv {
-        xg: &xg,
-        xg_s: &xg_s,
-        w: "",
-        wshape: &wshape,
-        wp: m,
-        pixels: m,
-        dil: &[],
-        steps: None,
-    };
-    // Row blocks of up to seven 16-row vectors, dividing the batch.
-    let nv = (1..=7)
-        .rev()
-        .find(|v| (m / KERNEL_LANES).is_multiple_of(*v))
-        .expect("1 divides");
-    let (v, ys) = direct_plane(e, n, &s, wt, nv * KERNEL_LANES, "sparse_rows");
-    // out^T [n, pp] -> out [m, n].
-    let ins = vec![op(
-        v,
-        dt,
-        &ys,
-        amap(2, &["0".into(), "0".into(), d(1), d(0)]),
-    )];
-    map_to(e, ins, dt, &[m, nn])
-}
-
 /// The end of one reduction step of the one-row plane kernels (`depthwise_kernel`,
 /// `sparse_direct`): for each pixel vector `pixels[i]`, read the input at the step's offset
 /// `{v}_off` plus the pixel and multiply-add it with the broadcast weight `{v}_b` into
@@ -711,7 +523,7 @@ pub(super) fn sparse_conv(e: &mut Emitter, n: &N, s: SparseConv) -> Result<Strin
 }
 
 /// A copy generic: `ins[0]` (with its own map) into a new tensor of `shape`.
-fn map_to(e: &mut Emitter, ins: Vec<Operand>, dt: DType, shape: &[usize]) -> String {
+pub(super) fn map_to(e: &mut Emitter, ins: Vec<Operand>, dt: DType, shape: &[usize]) -> String {
     let init = e.empty(dt, shape);
     let ident: Vec<String> = (0..shape.len()).map(d).collect();
     let outop = op(init, dt, shape, amap(shape.len(), &ident));

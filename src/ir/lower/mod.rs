@@ -5,6 +5,7 @@
 
 mod batch;
 mod depthwise;
+mod direct;
 mod elementwise;
 mod gemv;
 mod int8conv;
@@ -111,6 +112,7 @@ pub fn sparse_weights(text: &str) -> usize {
     text.matches("sparse_tensor.assemble").count()
         + text.matches("bonsai.kernel = \"sparse_direct\"").count()
         + text.matches("bonsai.kernel = \"sparse_rows\"").count()
+        + text.matches("bonsai.kernel = \"block_direct\"").count()
         + text.matches("bonsai.kernel = \"sparse_gemv\"").count()
         + text.matches("bonsai.kernel = \"perm_gemv\"").count()
 }

@@ -1,13 +1,14 @@
 //! Contractions: Conv, MatMul, Gemm (each in the form that `kernels` or linalg gives it).
 
 use super::depthwise::{depthwise_kernel, DEPTHWISE_PIXELS};
+use super::direct::{direct_pixels, sparse_direct, sparse_gemm_rows};
 use super::elementwise::{map, operands};
 use super::gemv::{int8_gemv, int8_rows, sparse_gemv, GATHER_GEMV_FLOOR};
 use super::int8conv::{int8_conv, int8_conv_of, int8_conv_vnni, vnni_applies};
 use super::kernels::{
-    blocked_lanes, conv_init, conv_kernel, direct_pixels, gemm_kernel, sparse_conv, sparse_direct,
-    sparse_gemm_batched, sparse_gemm_rows, KernelConv, SparseConv, CSR_BATCHED_FLOOR,
-    CSR_ROWWISE_FLOOR, KERNEL_LANES, KERNEL_ROWS, SPARSE_CONV_FLOOR,
+    blocked_lanes, conv_init, conv_kernel, gemm_kernel, sparse_conv, sparse_gemm_batched,
+    KernelConv, SparseConv, CSR_BATCHED_FLOOR, CSR_ROWWISE_FLOOR, KERNEL_LANES, KERNEL_ROWS,
+    SPARSE_CONV_FLOOR,
 };
 use super::perm::{perm_gemv, PERM_GEMV_FLOOR};
 use super::shape::pad_with;

@@ -334,6 +334,9 @@ fn kernel_bench_times_dense_and_csr_in_one_run() {
         assert!(r["int8_us"].as_f64().unwrap() > 0.0);
         assert!(r["onnxruntime_int8_us"].is_null());
     }
+    // The 4x1-block column: sparse rows with whole blocks of 4 output channels only.
+    assert!(rows[1]["block4_us"].as_f64().unwrap() > 0.0);
+    assert!(rows[0]["block4_us"].is_null() && rows[3]["block4_us"].is_null());
     for r in &rows {
         assert!(r["dense_us"].as_f64().unwrap() > 0.0 && r["csr_us"].as_f64().unwrap() > 0.0);
         assert!(r["csr_speedup_vs_dense"].as_f64().unwrap() > 0.0);
@@ -589,6 +592,68 @@ np.savez(sys.argv[2], x=x, y=o[0], mid=o[1], p1=o[2])
             assert!(
                 (p - q).abs() <= 1e-4 * (1.0 + q.abs()),
                 "{k}[{i}]: {p}, onnxruntime {q}"
+            );
+        }
+    }
+}
+
+#[test]
+fn block_sparse_kernels_match_onnxruntime() {
+    // Weights whose zeros come in blocks of 4 output channels x 1 position (BSR 4x1): with
+    // AVX-512's registers the direct kernels run 4 channels per position (a plain conv, a
+    // grouped one, and the batched FC, whose features share their columns in fours). With
+    // AVX2 the same weights run channel by channel. Both against onnxruntime.
+    use bonsai::ir::lower::{lower_with, Options, X86};
+    use bonsai::session::{load_bound, Compiled};
+    let d = tempdir("block-sparse");
+    let make = r#"
+import sys, numpy as np, onnx, onnxruntime as ort
+from onnx import TensorProto as T, helper as h, numpy_helper as nh
+rng = np.random.default_rng(31)
+def blocks(shape, keep):
+    w = rng.standard_normal(shape).astype(np.float32)
+    b = w.reshape(shape[0] // 4, 4, -1)
+    b *= (rng.random((b.shape[0], 1, b.shape[2])) < keep)
+    return w
+inits = [nh.from_array(blocks((16, 8, 3, 3), 0.2), "wa"),
+         nh.from_array(rng.standard_normal(16).astype(np.float32), "ba"),
+         nh.from_array(blocks((16, 8, 3, 3), 0.25), "wb"),
+         nh.from_array(blocks((64, 1600), 0.1), "wf"),
+         nh.from_array(rng.standard_normal(64).astype(np.float32), "bf")]
+nodes = [h.make_node("Conv", ["x", "wa", "ba"], ["a"], pads=[1, 1, 1, 1]),
+         h.make_node("Relu", ["a"], ["r"]),
+         h.make_node("Conv", ["r", "wb"], ["b"], pads=[1, 1, 1, 1], group=2),
+         h.make_node("Flatten", ["b"], ["f"]),
+         h.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1)]
+g = h.make_graph(nodes, "blocks", [h.make_tensor_value_info("x", T.FLOAT, [16, 8, 10, 10])],
+                 [h.make_tensor_value_info("y", T.FLOAT, None)], inits)
+m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+onnx.save(m, sys.argv[1])
+x = rng.standard_normal((16, 8, 10, 10)).astype(np.float32)
+np.savez(sys.argv[2], x=x, y=ort.InferenceSession(sys.argv[1]).run(None, {"x": x})[0])
+"#;
+    let (model, data) = (d.join("blocks.onnx"), d.join("blocks.npz"));
+    python_ok(make, &[&model, &data]);
+    let t = bonsai::npz::read(&data).expect("npz");
+    for (x86, block, direct) in [(X86::Avx512, 2, 0), (X86::Avx2, 0, 2)] {
+        let g = load_bound(&model, &Default::default()).expect("model");
+        let opts = Options {
+            x86,
+            ..Options::cpu(Some(0.5))
+        };
+        let text = lower_with(&g, &opts).expect("lower");
+        let count = |k: &str| text.matches(&format!("bonsai.kernel = \"{k}\"")).count();
+        assert_eq!(count("block_direct"), block, "{x86:?}");
+        assert_eq!(count("sparse_direct"), direct, "{x86:?}");
+        assert_eq!(count("sparse_rows"), 1, "{x86:?}");
+        let c = Compiled::with_options(g, &opts).expect("compile");
+        let got = c.jit.run(&[&t["x"]]).expect("run")[0].to_f64_vec();
+        let want = t["y"].to_f64_vec();
+        assert_eq!(got.len(), want.len());
+        for (i, (p, q)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (p - q).abs() <= 1e-4 * (1.0 + q.abs()),
+                "{x86:?} y[{i}]: {p}, onnxruntime {q}"
             );
         }
     }
