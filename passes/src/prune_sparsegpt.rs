@@ -6,7 +6,9 @@
 //! per-layer sparsities from a global magnitude ranking; sensitivity: from the estimated output
 //! error of each layer on the calibration data), `layers=a:0.5,b:0.9` (explicit per-layer
 //! sparsities instead, as `bonsai sensitivity --pass prune-sparsegpt` suggests; other layers
-//! untouched), `pattern=unstructured|N:M`, `damp=0.01`
+//! untouched), `pattern=unstructured|N:M|Rx1` (Rx1: whole blocks of R output channels x 1
+//! input position, ranked by their summed OBS scores: the BSR blocks bonsai's direct kernels
+//! run 4 channels at a time), `damp=0.01`
 //! (fraction of the mean Hessian diagonal added for stability; raised automatically to
 //! k/rows - 1 when a layer has fewer calibration rows than inputs), `blocksize=128`, `exclude=a,b`,
 //! `correct_bias=true` (shift biases by (W - W') E[x] so output means stay put),
@@ -25,6 +27,8 @@ pub struct PruneSparsegpt {
     sparsity: f64,
     alloc: Alloc,
     nm: Option<(usize, usize)>,
+    /// Rows per pruned block (`pattern=Rx1`), else 1.
+    rowblock: usize,
     damp: f64,
     block: usize,
     exclude: Vec<String>,
@@ -39,7 +43,19 @@ impl PruneSparsegpt {
 
     pub fn create(opts: &Options) -> Result<Box<dyn Pass>> {
         opts.expect_keys(&["sparsity", "granularity", "layers", "pattern", "damp", "blocksize", "exclude", "correct_bias", "sequential"])?;
-        let nm = pattern(opts)?;
+        // `Rx1`: blocks of R rows; otherwise unstructured or N:M.
+        let rowblock = opts
+            .get("pattern")
+            .and_then(|p| p.strip_suffix("x1"))
+            .map(|r| {
+                r.parse::<usize>()
+                    .ok()
+                    .filter(|&r| r >= 1)
+                    .ok_or_else(|| Error::option("pattern", format!("'{r}x1' needs a block of R >= 1 rows, e.g. 4x1")))
+            })
+            .transpose()?;
+        let nm = if rowblock.is_some() { None } else { pattern(opts)? };
+        let rowblock = rowblock.unwrap_or(1);
         let sparsity = fraction(opts, "sparsity")?.unwrap_or(0.5);
         let damp = opts.f64_or("damp", 0.01)?;
         if !(0.0..=1.0).contains(&damp) {
@@ -55,7 +71,7 @@ impl PruneSparsegpt {
             }
         }
         let alloc = alloc(opts)?;
-        Ok(Box::new(PruneSparsegpt { sparsity, alloc, nm, damp, block, exclude: list(opts, "exclude"), correct_bias: flag(opts, "correct_bias", true)?, sequential: flag(opts, "sequential", false)? }))
+        Ok(Box::new(PruneSparsegpt { sparsity, alloc, nm, rowblock, damp, block, exclude: list(opts, "exclude"), correct_bias: flag(opts, "correct_bias", true)?, sequential: flag(opts, "sequential", false)? }))
     }
 }
 
@@ -90,10 +106,16 @@ impl Pass for PruneSparsegpt {
                     msg: format!("weight '{}': calibration has {} columns, the weight {}", w.name, c.k, view.cols),
                 });
             }
+            if !rows_per_group.is_multiple_of(self.rowblock) {
+                return Err(Error::Pass {
+                    pass: self.name().into(),
+                    msg: format!("weight '{}': blocks of {} rows do not divide its {} output channels{}", w.name, self.rowblock, rows_per_group, if c.groups > 1 { " per group" } else { "" }),
+                });
+            }
             let before = RowView { rows: view.rows, cols: view.cols, v: view.v.clone() };
             for gi in 0..c.groups {
                 let (a, b) = (gi * rows_per_group * view.cols, (gi + 1) * rows_per_group * view.cols);
-                crate::obs::sparsegpt(&mut view.v[a..b], rows_per_group, view.cols, &c.gram[gi], s, self.nm, damp, self.block)
+                crate::obs::sparsegpt(&mut view.v[a..b], rows_per_group, view.cols, &c.gram[gi], s, self.nm, self.rowblock, damp, self.block)
                     .map_err(|e| Error::Pass { pass: self.name().into(), msg: format!("weight '{}': {e}", w.name) })?;
             }
             write_rows(w, view)?;
@@ -150,7 +172,10 @@ impl PruneSparsegpt {
                         part[o * k + j] = what[(j, o)];
                     }
                 }
-                crate::obs::sparsegpt(part, rpg, k, h, s, self.nm, damp, self.block).map_err(|e| fail(format!("weight '{name}': {e}")))?;
+                if !rpg.is_multiple_of(self.rowblock) {
+                    return Err(fail(format!("weight '{name}': blocks of {} rows do not divide its {rpg} output channels", self.rowblock)));
+                }
+                crate::obs::sparsegpt(part, rpg, k, h, s, self.nm, self.rowblock, damp, self.block).map_err(|e| fail(format!("weight '{name}': {e}")))?;
             }
             write_rows(w, view)?;
             current.insert(name.clone(), w.read_onnx_layout()?);
