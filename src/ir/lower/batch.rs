@@ -32,6 +32,8 @@ const PER_SAMPLE: &[&str] = &[
     "Mul",
     "Div",
     "Identity",
+    "QuantizeLinear",
+    "DequantizeLinear",
     "Reshape",
     "Flatten",
     "Squeeze",
@@ -65,8 +67,9 @@ pub(super) struct Split {
 /// single f32 graph input batched along its first dimension (more than one sample), and at
 /// least one convolution among the per-sample nodes that start from it. A node belongs to
 /// the region when its op is in [`PER_SAMPLE`], it reads the input or region values (and
-/// other values only without the batch dimension: lower rank, or a first dimension of 1),
-/// and its outputs are f32 and keep the batch first. The region ends at the first node that
+/// other values only without the batch dimension: lower rank, or a first dimension of 1;
+/// for convolutions, FCs and reshapes, only the data input), and its outputs keep the batch
+/// first (any element type: quantised activations too). The region ends at the first node that
 /// reads it and does not qualify.
 pub(super) fn batch_region(g: &Graph, order: &[NodeIndex]) -> Option<Split> {
     let [inp] = g.inputs.as_slice() else {
@@ -127,7 +130,7 @@ pub(super) fn batch_region(g: &Graph, order: &[NodeIndex]) -> Option<Split> {
         };
         let outs_batched = node.outputs.iter().all(|&o| {
             g.ty(o)
-                .is_some_and(|t| t.dtype == DType::F32 && t.rank() >= 2 && t.shape[0] == batch)
+                .is_some_and(|t| t.rank() >= 2 && t.shape[0] == batch)
         });
         let training = node.op == "BatchNormalization"
             && (node.outputs.len() != 1 || node.attrs.int_or("training_mode", 0) != 0);
