@@ -144,6 +144,18 @@ pub(super) fn batch_region(g: &Graph, order: &[NodeIndex]) -> Option<Split> {
     if !region.iter().any(|&ix| g.nodes[ix].op == "Conv") {
         return None;
     }
+    // A DequantizeLinear whose output leaves the loop runs after it, on the loop's
+    // integers: the integer kernels after the loop find their input's integers through it.
+    let read_after: HashSet<ValueId> = post
+        .iter()
+        .flat_map(|&ix| g.nodes[ix].inputs.iter().flatten().copied())
+        .collect();
+    let (moved, kept): (Vec<NodeIndex>, Vec<NodeIndex>) = region.iter().partition(|&&ix| {
+        let node = &g.nodes[ix];
+        node.op == "DequantizeLinear" && node.outputs.iter().any(|o| read_after.contains(o))
+    });
+    region = kept;
+    post.splice(0..0, moved);
     // Nodes independent of the input that topological order put after the region's
     // last node still go before the loop; those after the region's end stay after it.
     let made: HashSet<ValueId> = region

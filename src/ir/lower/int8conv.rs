@@ -114,8 +114,7 @@ fn pack_input(
     e: &mut Emitter,
     s: &KernelConv,
     x_scale: f32,
-    per: usize,
-    offset: i32,
+    (per, offset): (usize, i32),
 ) -> (String, String) {
     let (nb, group, cg, len) = (s.xg[0], s.xg[1], s.xg[2], s.xg[3]);
     let words = cg / per;
@@ -182,7 +181,7 @@ pub(super) fn int8_conv(e: &mut Emitter, n: &N, s: KernelConv, w: Int8Conv) -> S
     let pp = s.pixels.next_multiple_of(KERNEL_LANES);
 
     // The input's integers as i16 channel pairs, two to an i32 (low half: the even channel).
-    let (xf, fty) = pack_input(e, &s, w.x_scale, 2, 0);
+    let (xf, fty) = pack_input(e, &s, w.x_scale, (2, 0));
 
     // Weights as i32 pairs (low half: even channel), steps in (channel pair, k...) order,
     // and each step's offset into the flattened pairs (in i16 elements; pixel p adds 2p).
@@ -294,13 +293,58 @@ pub(super) fn vnni_applies(e: &Emitter, cg: usize, w: &Int8Conv) -> bool {
 /// `acc - offset * sum(w)` (padding reads u = offset, as x = 0 there). Then one multiply by
 /// `x_scale * w_scale[o]` onto the bias.
 pub(super) fn int8_conv_vnni(e: &mut Emitter, n: &N, s: KernelConv, w: Int8Conv) -> String {
+    let (v, ys) = vnni_plane(e, n, &s, w);
+    plane_to_out(e, n, &v, &ys, s.wp)
+}
+
+/// `A W^T + b` on 8-bit QDQ activations for a batch of `m` rows (a multiple of 32), with
+/// VNNI: the transposed input `A^T` (`k` channels of an `m`-pixel plane) through
+/// `int8_conv_vnni`'s 1x1 loops, then transposed back. (Fewer than 8 rows: `int8_gemv`.)
+pub(super) fn int8_gemm_rows(e: &mut Emitter, n: &N, w: Int8Conv) -> String {
+    let (m, k) = (n.in_ty(0).shape[0], n.in_ty(0).shape[1]);
+    let nn = n.out_ty(0).shape[1];
+    let a = n.input(e, 0);
+    let t = |sh: &[usize]| tty_of(DType::F32, sh);
+    let ins = vec![Operand {
+        ssa: a,
+        ty: t(&[m, k]),
+        map: amap(2, &[d(1), d(0)]),
+        elem: "f32",
+    }];
+    let at = super::kernels::map_to(e, ins, DType::F32, &[k, m]);
+    let xg = [1, 1, k, m];
+    let xg_s = e.reshape(&at, DType::F32, &[k, m], &xg);
+    let wshape = [1, nn, k];
+    let s = KernelConv {
+        xg: &xg,
+        xg_s: &xg_s,
+        w: "",
+        wshape: &wshape,
+        wp: m,
+        pixels: m,
+        dil: &[],
+        steps: None,
+    };
+    let (v, ys) = vnni_plane(e, n, &s, w);
+    // out^T [n, m] -> out [m, n].
+    let ins = vec![Operand {
+        ssa: v,
+        ty: t(&ys),
+        map: amap(2, &["0".into(), "0".into(), d(1), d(0)]),
+        elem: "f32",
+    }];
+    super::kernels::map_to(e, ins, DType::F32, &[m, nn])
+}
+
+/// The loops of `int8_conv_vnni`, up to the plane-form result `[N, G, Og, P']` and its shape.
+fn vnni_plane(e: &mut Emitter, n: &N, s: &KernelConv, w: Int8Conv) -> (String, [usize; 4]) {
     let (nb, group, cg) = (s.xg[0], s.xg[1], s.xg[2]);
     let og = s.wshape[1];
     let ks = &s.wshape[3..];
     let kk: usize = ks.iter().product();
     let cq = cg / 4;
     let pp = s.pixels.next_multiple_of(VNNI_PIXELS);
-    let (xf, fty) = pack_input(e, &s, w.x_scale, 4, w.x_offset);
+    let (xf, fty) = pack_input(e, s, w.x_scale, (4, w.x_offset));
     // Weights as quads of signed bytes (byte k: channel 4c + k), steps in (quad, k...) order;
     // each step's offset into the flattened quads is the f32 plane's offset of step c*kk+tap.
     let j = cg * kk;
@@ -388,7 +432,7 @@ pub(super) fn int8_conv_vnni(e: &mut Emitter, n: &N, s: KernelConv, w: Int8Conv)
     for l in text.lines() {
         e.line(l);
     }
-    plane_to_out(e, n, &v, &ys, s.wp)
+    (v, ys)
 }
 
 /// The loops and epilogue both integer kernels share: blocks of `KERNEL_ROWS` output rows x

@@ -4,7 +4,7 @@ use super::depthwise::{depthwise_kernel, DEPTHWISE_PIXELS};
 use super::direct::{direct_pixels, sparse_direct, sparse_gemm_rows};
 use super::elementwise::{map, operands};
 use super::gemv::{int8_gemv, int8_rows, sparse_gemv, GATHER_GEMV_FLOOR};
-use super::int8conv::{int8_conv, int8_conv_of, int8_conv_vnni, vnni_applies};
+use super::int8conv::{int8_conv, int8_conv_of, int8_conv_vnni, int8_gemm_rows, vnni_applies};
 use super::kernels::{
     blocked_lanes, conv_init, conv_kernel, gemm_kernel, sparse_conv, sparse_gemm_batched,
     KernelConv, SparseConv, CSR_BATCHED_FLOOR, CSR_ROWWISE_FLOOR, KERNEL_LANES, KERNEL_ROWS,
@@ -452,6 +452,14 @@ pub(super) fn gemm(e: &mut Emitter, n: &N) -> Result<String> {
             if let Some(rows) = int8_rows(w) {
                 return Ok(int8_gemv(e, n, rows));
             }
+        }
+    }
+    // Batches of whole 32-row blocks on 8-bit QDQ activations with an int8 weight, with
+    // VNNI: the integer convolution's loops on the transposed input.
+    if fc_kernel && rows.is_multiple_of(32) {
+        let k = n.in_ty(0).shape[1];
+        if let Some(q) = int8_conv_of(e, n, k).filter(|q| vnni_applies(e, k, q)) {
+            return Ok(int8_gemm_rows(e, n, q));
         }
     }
     // Batches of whole 16-row vectors with a sparse enough weight: `sparse_direct`'s loops

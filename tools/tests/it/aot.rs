@@ -658,3 +658,77 @@ np.savez(sys.argv[2], x=x, y=ort.InferenceSession(sys.argv[1]).run(None, {"x": x
         }
     }
 }
+
+#[test]
+fn batched_int8_fcs_after_per_image_layers_match_onnxruntime() {
+    // A QDQ model as quantize_static writes it, at batch 32: the integer convolution and the
+    // quantise steps run per image (`per_image`); the DequantizeLinear feeding the FC runs
+    // after the loop, so that with VNNI the batched FC multiplies the loop's integers
+    // (`int8_conv`'s 1x1 loops on the transposed input); without VNNI it runs in f32 on the
+    // same dequantised values. Against onnxruntime's reference kernels.
+    use bonsai::ir::lower::{host_x86, lower_with, Options, X86};
+    use bonsai::session::{load_bound, Compiled};
+    let d = tempdir("int8-rows");
+    let make = r#"
+import sys, numpy as np, onnx, onnxruntime as ort
+from onnx import TensorProto as T, helper as h, numpy_helper as nh
+rng = np.random.default_rng(41)
+def q8(w):
+    s = (np.abs(w).reshape(w.shape[0], -1).max(1) / 127).astype(np.float32)
+    return np.round(w / s.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.int8), s
+wc, sc = q8(rng.standard_normal((8, 4, 3, 3)).astype(np.float32))
+wf, sf = q8(rng.standard_normal((64, 288)).astype(np.float32))
+inits = [nh.from_array(wc, "wc"), nh.from_array(sc, "sc"), nh.from_array(np.zeros(8, np.int8), "zc"),
+         nh.from_array(wf, "wf"), nh.from_array(sf, "sf"), nh.from_array(np.zeros(64, np.int8), "zf"),
+         nh.from_array(rng.standard_normal(64).astype(np.float32), "bf"),
+         nh.from_array(np.array(0.05, np.float32), "xs"), nh.from_array(np.array(128, np.uint8), "xz"),
+         nh.from_array(np.array(0.4, np.float32), "ys"), nh.from_array(np.array(3, np.uint8), "yz")]
+nodes = [h.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+         h.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+         h.make_node("DequantizeLinear", ["wc", "sc", "zc"], ["wcd"], axis=0),
+         h.make_node("Conv", ["xd", "wcd"], ["c"], pads=[1, 1, 1, 1]),
+         h.make_node("QuantizeLinear", ["c", "ys", "yz"], ["cq"]),
+         h.make_node("DequantizeLinear", ["cq", "ys", "yz"], ["cd"]),
+         h.make_node("Flatten", ["cd"], ["f"]),
+         h.make_node("QuantizeLinear", ["f", "ys", "yz"], ["fq"]),
+         h.make_node("DequantizeLinear", ["fq", "ys", "yz"], ["fd"]),
+         h.make_node("DequantizeLinear", ["wf", "sf", "zf"], ["wfd"], axis=0),
+         h.make_node("Gemm", ["fd", "wfd", "bf"], ["y"], transB=1)]
+g = h.make_graph(nodes, "int8_rows", [h.make_tensor_value_info("x", T.FLOAT, [32, 4, 6, 6])],
+                 [h.make_tensor_value_info("y", T.FLOAT, None)], inits)
+onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]), sys.argv[1])
+so = ort.SessionOptions()
+so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+x = rng.uniform(-3, 3, (32, 4, 6, 6)).astype(np.float32)
+np.savez(sys.argv[2], x=x, y=ort.InferenceSession(sys.argv[1], so).run(None, {"x": x})[0])
+"#;
+    let (model, data) = (d.join("int8_rows.onnx"), d.join("int8_rows.npz"));
+    python_ok(make, &[&model, &data]);
+    let t = bonsai::npz::read(&data).expect("npz");
+    let want = t["y"].to_f64_vec();
+    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    for x86 in [X86::Avx2, X86::Avx512Vnni] {
+        if x86 > host_x86() {
+            continue;
+        }
+        let opts = Options {
+            x86,
+            ..Options::cpu(None)
+        };
+        let g = load_bound(&model, &Default::default()).expect("model");
+        let text = lower_with(&g, &opts).expect("lower");
+        let count = |k: &str| text.matches(&format!("bonsai.kernel = \"{k}\"")).count();
+        assert_eq!(count("per_image"), 1, "{x86:?}");
+        let fc_int8 = usize::from(x86 == X86::Avx512Vnni);
+        assert_eq!(count("int8_conv"), 1 + fc_int8, "{x86:?}");
+        let c = Compiled::with_options(g, &opts).expect("compile");
+        let got = c.jit.run(&[&t["x"]]).expect("run")[0].to_f64_vec();
+        assert_eq!(got.len(), want.len());
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5 * scale,
+                "{x86:?}: y[{i}] = {a}, onnxruntime {b}"
+            );
+        }
+    }
+}
