@@ -12,9 +12,11 @@ pub struct BenchArgs {
     /// The model to time (not needed with --kernels).
     #[arg(required_unless_present = "kernels")]
     model: Option<PathBuf>,
-    /// Kernel level instead: one op per shape at each sparsity, dense and sparse code next to
-    /// onnxruntime, in one run. NxK is a Gemm (y = x W^T, W [N, K]); conv:CxHxW:MxKHxKW a
-    /// stride-1 Conv keeping HxW (e.g. --kernels 128x3136,conv:32x14x14:64x3x3).
+    /// Kernel level instead: one op per shape at each sparsity, dense and sparse code (the
+    /// same sparsity unstructured and in blocks of 4 output channels x 1, BSR) and the QDQ
+    /// int8 form next to onnxruntime, in one run. NxK is a Gemm (y = x W^T, W [N, K]);
+    /// conv:CxHxW:MxKHxKW a stride-1 Conv keeping HxW (e.g. --kernels
+    /// 128x3136,conv:32x14x14:64x3x3).
     #[arg(long, value_delimiter = ',', value_name = "SHAPE,..")]
     kernels: Vec<String>,
     /// Batch (rows of x) for --kernels.
