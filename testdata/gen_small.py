@@ -286,4 +286,11 @@ save("block_cnn",
      [h.make_tensor_value_info("x", T.FLOAT, [1, 8, 6, 6])],
      [h.make_tensor_value_info("y", T.FLOAT, [1, 8, 6, 6])],
      [nh.from_array((wb * keep).reshape(8, 8, 3, 3).astype(np.float32), "wb"), nh.from_array(f32(8), "bb")])
+# A sparse 3x3 conv on 14x14 planes (padded rows of 16 floats): with AVX-512 the direct
+# kernel reads every input vector aligned, one set of accumulators per kernel column.
+save("phase_cnn",
+     [h.make_node("Conv", ["x", "wp", "bp"], ["y"], pads=[1, 1, 1, 1])],
+     [h.make_tensor_value_info("x", T.FLOAT, [1, 4, 14, 14])],
+     [h.make_tensor_value_info("y", T.FLOAT, [1, 4, 14, 14])],
+     [nh.from_array(sparse(4, 4, 3, 3, keep=0.3), "wp"), nh.from_array(f32(4), "bp")])
 print("wrote", sorted(os.listdir(D)))

@@ -368,11 +368,24 @@ pub(super) fn write_block_and_close(
     vt: &str,
     kind: &str,
 ) -> String {
+    let vals: Vec<String> = (0..at.len()).map(|i| format!("{v}_r#{i}")).collect();
+    write_values_and_close(v, at, &vals, yty, vt, kind)
+}
+
+/// `write_block_and_close` for any values `vals[i]` (written at `at[i]`).
+pub(super) fn write_values_and_close(
+    v: &str,
+    at: &[String],
+    vals: &[String],
+    yty: &str,
+    vt: &str,
+    kind: &str,
+) -> String {
     let mut text = String::new();
     let mut cur = format!("{v}_yd");
-    for (i, ix) in at.iter().enumerate() {
+    for (i, (ix, val)) in at.iter().zip(vals).enumerate() {
         text += &format!(
-            "{v}_t{i} = vector.transfer_write {v}_r#{i}, {cur}[{ix}] {{in_bounds = [true]}} : {vt}, {yty}\n"
+            "{v}_t{i} = vector.transfer_write {val}, {cur}[{ix}] {{in_bounds = [true]}} : {vt}, {yty}\n"
         );
         cur = format!("{v}_t{i}");
     }

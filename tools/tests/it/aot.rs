@@ -732,3 +732,69 @@ np.savez(sys.argv[2], x=x, y=ort.InferenceSession(sys.argv[1], so).run(None, {"x
         }
     }
 }
+
+#[test]
+fn phased_direct_convolutions_match_onnxruntime() {
+    // Sparse stride-1 convolutions on planes whose padded rows are 16 floats wide: with
+    // AVX-512 the direct kernel reads every input vector aligned, one accumulator set per
+    // input phase (kernel column), then shifts the sets into place. A 3x3 conv (3 phases,
+    // bias), a dilated 3x3 (phases 0, 2, 4) and one whose last kernel column is all zero
+    // (2 phases); against onnxruntime, and the same without the phases (AVX2).
+    use bonsai::ir::lower::{lower_with, Options, X86};
+    use bonsai::session::{load_bound, Compiled};
+    let d = tempdir("phased");
+    let make = r#"
+import sys, numpy as np, onnx, onnxruntime as ort
+from onnx import TensorProto as T, helper as h, numpy_helper as nh
+rng = np.random.default_rng(51)
+def sparse(shape, keep):
+    w = rng.standard_normal(shape).astype(np.float32)
+    return w * (rng.random(shape) < keep)
+w3 = sparse((8, 6, 3, 3), 0.2)
+w2 = sparse((8, 6, 3, 3), 0.3)
+w2[:, :, :, 2] = 0
+inits = [nh.from_array(w3, "w3"), nh.from_array(rng.standard_normal(8).astype(np.float32), "b3"),
+         nh.from_array(sparse((8, 6, 3, 3), 0.2), "wd"), nh.from_array(w2, "w2")]
+nodes = [h.make_node("Conv", ["x", "w3", "b3"], ["a"], pads=[1, 1, 1, 1]),
+         h.make_node("Conv", ["z", "wd"], ["b"], pads=[2, 2, 2, 2], dilations=[2, 2]),
+         h.make_node("Conv", ["x", "w2"], ["c"], pads=[1, 1, 1, 1])]
+g = h.make_graph(nodes, "phased", [h.make_tensor_value_info("x", T.FLOAT, [2, 6, 11, 14]),
+                                   h.make_tensor_value_info("z", T.FLOAT, [1, 6, 9, 12])],
+                 [h.make_tensor_value_info(o, T.FLOAT, None) for o in "abc"], inits)
+onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]), sys.argv[1])
+x = rng.standard_normal((2, 6, 11, 14)).astype(np.float32)
+z = rng.standard_normal((1, 6, 9, 12)).astype(np.float32)
+o = ort.InferenceSession(sys.argv[1]).run(None, {"x": x, "z": z})
+np.savez(sys.argv[2], x=x, z=z, a=o[0], b=o[1], c=o[2])
+"#;
+    let (model, data) = (d.join("phased.onnx"), d.join("phased.npz"));
+    python_ok(make, &[&model, &data]);
+    let t = bonsai::npz::read(&data).expect("npz");
+    for x86 in [X86::Avx512, X86::Avx2] {
+        let g = load_bound(&model, &Default::default()).expect("model");
+        let opts = Options {
+            x86,
+            ..Options::cpu(Some(0.5))
+        };
+        let text = lower_with(&g, &opts).expect("lower");
+        assert_eq!(text.matches("bonsai.kernel = \"sparse_direct\"").count(), 3);
+        // Shuffles: 7 vectors x 2 shifted phases, 3 convs (16-float rows: 14 + 2, 12 + 4).
+        let shuffles = text.matches("vector.shuffle").count();
+        assert_eq!(
+            shuffles > 0,
+            x86 == X86::Avx512,
+            "{x86:?}: {shuffles} shuffles"
+        );
+        let c = Compiled::with_options(g, &opts).expect("compile");
+        let got = c.jit.run(&[&t["x"], &t["z"]]).expect("run");
+        for (y, k) in got.iter().zip(["a", "b", "c"]) {
+            assert_eq!(y.shape, t[k].shape, "{k}");
+            for (i, (p, q)) in y.to_f64_vec().iter().zip(&t[k].to_f64_vec()).enumerate() {
+                assert!(
+                    (p - q).abs() <= 1e-4 * (1.0 + q.abs()),
+                    "{x86:?} {k}[{i}]: {p}, onnxruntime {q}"
+                );
+            }
+        }
+    }
+}
