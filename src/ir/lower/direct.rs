@@ -5,13 +5,12 @@
 //! (`sparse_gemm_rows`).
 
 use super::kernels::{
-    layer_bias, map_to, plane_to_out, write_block_and_close, write_values_and_close, KernelConv,
-    KERNEL_LANES,
+    fc_out, fc_plane, layer_bias, plane_to_out, write_block_and_close, write_values_and_close,
+    KernelConv, KERNEL_LANES,
 };
-use super::nn::op;
 use super::{N, X86};
 use crate::graph::{tensor::Data, Tensor};
-use crate::ir::emit::{amap, d, tty_of, Emitter};
+use crate::ir::emit::{tty_of, Emitter};
 
 /// Output channels per block of the block-sparse form: four channels that share their
 /// non-zero positions take one input load per position for four FMAs (the unstructured form
@@ -187,23 +186,10 @@ fn phased_plane(
     let yty = tty_of(dt, &ys);
     let xty = tty_of(dt, &xf_shape);
     let vt = format!("vector<{l}x{t}>");
-    let mut text = format!(
-        "{v}_c0 = arith.constant 0 : index
-{v}_c1 = arith.constant 1 : index
-{v}_np = arith.constant {np} : index
-{v}_blk = arith.constant {blk} : index
-{v}_nb = arith.constant {nb} : index
-{v}_ng = arith.constant {group} : index
-{v}_og = arith.constant {og} : index
-{v}_pp = arith.constant {pp} : index
-{v}_z = arith.constant 0.0 : {t}
+    let mut text = open_loops(&v, ys, (blk, 1), &init, &yty, t);
+    text += &format!(
+        "{v}_np = arith.constant {np} : index
 {v}_zv = arith.constant dense<0.0> : {vt}
-{v} = scf.for {v}_n = {v}_c0 to {v}_nb step {v}_c1 iter_args({v}_ya = {init}) -> ({yty}) {{
-{v}_y1 = scf.for {v}_g = {v}_c0 to {v}_ng step {v}_c1 iter_args({v}_yb = {v}_ya) -> ({yty}) {{
-{v}_y2 = scf.for {v}_p = {v}_c0 to {v}_pp step {v}_blk iter_args({v}_yc = {v}_yb) -> ({yty}) {{
-{v}_y3 = scf.for {v}_o = {v}_c0 to {v}_og step {v}_c1 iter_args({v}_yd = {v}_yc) -> ({yty}) {{
-{v}_gm = arith.muli {v}_g, {v}_og : index
-{v}_m = arith.addi {v}_gm, {v}_o : index
 {v}_mp = arith.muli {v}_m, {v}_np : index
 "
     );
@@ -340,23 +326,9 @@ fn direct_plane(
     let xty = tty_of(dt, &xf_shape);
     let vt = format!("vector<{KERNEL_LANES}x{t}>");
     let nv = blk / KERNEL_LANES;
-    let mut text = format!(
-        "{v}_c0 = arith.constant 0 : index
-{v}_c1 = arith.constant 1 : index
-{v}_rb = arith.constant {rb} : index
-{v}_blk = arith.constant {blk} : index
-{v}_nb = arith.constant {nb} : index
-{v}_ng = arith.constant {group} : index
-{v}_og = arith.constant {og} : index
-{v}_pp = arith.constant {pp} : index
-{v}_z = arith.constant 0.0 : {t}
-{v} = scf.for {v}_n = {v}_c0 to {v}_nb step {v}_c1 iter_args({v}_ya = {init}) -> ({yty}) {{
-{v}_y1 = scf.for {v}_g = {v}_c0 to {v}_ng step {v}_c1 iter_args({v}_yb = {v}_ya) -> ({yty}) {{
-{v}_y2 = scf.for {v}_p = {v}_c0 to {v}_pp step {v}_blk iter_args({v}_yc = {v}_yb) -> ({yty}) {{
-{v}_y3 = scf.for {v}_o = {v}_c0 to {v}_og step {v}_rb iter_args({v}_yd = {v}_yc) -> ({yty}) {{
-{v}_gm = arith.muli {v}_g, {v}_og : index
-{v}_m = arith.addi {v}_gm, {v}_o : index
-{v}_mb = arith.divui {v}_m, {v}_rb : index
+    let mut text = open_loops(&v, ys, (blk, rb), &init, &yty, t);
+    text += &format!(
+        "{v}_mb = arith.divui {v}_m, {v}_os : index
 {v}_mb1 = arith.addi {v}_mb, {v}_c1 : index
 {v}_lo32 = tensor.extract {pos_c}[{v}_mb] : tensor<{np1}xi32>
 {v}_hi32 = tensor.extract {pos_c}[{v}_mb1] : tensor<{np1}xi32>
@@ -395,7 +367,7 @@ fn direct_plane(
         "{v}_r:{na} = scf.for {v}_e = {v}_lo to {v}_hi step {v}_c1 iter_args({}) -> ({vts}) {{
 {v}_off32 = tensor.extract {off_c}[{v}_e] : tensor<{nnz}xi32>
 {v}_off = arith.index_cast {v}_off32 : i32 to index
-{v}_e0 = arith.muli {v}_e, {v}_rb : index
+{v}_e0 = arith.muli {v}_e, {v}_os : index
 ",
         accs.join(", ")
     );
@@ -428,6 +400,37 @@ fn direct_plane(
     (v, ys)
 }
 
+/// The constants and the four loops of the direct kernels: images, groups, pixel blocks of
+/// `blk`, output channels by `rows` (`{v}_os`), the channel's row `{v}_m` = g * og + o; the
+/// body yields into `{v}_yd` (`write_values_and_close` closes them).
+fn open_loops(
+    v: &str,
+    [nb, group, og, pp]: [usize; 4],
+    (blk, rows): (usize, usize),
+    init: &str,
+    yty: &str,
+    t: &str,
+) -> String {
+    format!(
+        "{v}_c0 = arith.constant 0 : index
+{v}_c1 = arith.constant 1 : index
+{v}_os = arith.constant {rows} : index
+{v}_blk = arith.constant {blk} : index
+{v}_nb = arith.constant {nb} : index
+{v}_ng = arith.constant {group} : index
+{v}_og = arith.constant {og} : index
+{v}_pp = arith.constant {pp} : index
+{v}_z = arith.constant 0.0 : {t}
+{v} = scf.for {v}_n = {v}_c0 to {v}_nb step {v}_c1 iter_args({v}_ya = {init}) -> ({yty}) {{
+{v}_y1 = scf.for {v}_g = {v}_c0 to {v}_ng step {v}_c1 iter_args({v}_yb = {v}_ya) -> ({yty}) {{
+{v}_y2 = scf.for {v}_p = {v}_c0 to {v}_pp step {v}_blk iter_args({v}_yc = {v}_yb) -> ({yty}) {{
+{v}_y3 = scf.for {v}_o = {v}_c0 to {v}_og step {v}_os iter_args({v}_yd = {v}_yc) -> ({yty}) {{
+{v}_gm = arith.muli {v}_g, {v}_og : index
+{v}_m = arith.addi {v}_gm, {v}_o : index
+"
+    )
+}
+
 /// `A W^T + b` for a sparse constant weight `W [n, k]` and a batch of `m` rows (a multiple
 /// of 16), computed transposed as a 1x1 convolution of `A^T` (`k` channels of an `m`-pixel
 /// plane) by `sparse_direct`'s loops: per output feature, a loop over its non-zeros, each
@@ -435,28 +438,11 @@ fn direct_plane(
 /// sparsifier's CSR form (`sparse_gemm_batched`), it leaves the module free of sparse tensors,
 /// so the rest of the model keeps the dense bufferization and elementwise fusion.
 pub(super) fn sparse_gemm_rows(e: &mut Emitter, n: &N, a: &str, wt: &Tensor) -> String {
-    let dt = n.out_ty(0).dtype;
     let (m, k) = (n.in_ty(0).shape[0], n.in_ty(0).shape[1]);
     let nn = wt.shape[0];
-    let at = map_to(
-        e,
-        vec![op(a.to_string(), dt, &[m, k], amap(2, &[d(1), d(0)]))],
-        dt,
-        &[k, m],
-    );
-    let xg = [1, 1, k, m];
-    let xg_s = e.reshape(&at, dt, &[k, m], &xg);
+    let (xg_s, xg) = fc_plane(e, a, m, k);
     let wshape = [1, nn, k];
-    let s = KernelConv {
-        xg: &xg,
-        xg_s: &xg_s,
-        w: "",
-        wshape: &wshape,
-        wp: m,
-        pixels: m,
-        dil: &[],
-        steps: None,
-    };
+    let s = KernelConv::fc(&xg, &xg_s, &wshape);
     // Features in blocks of 4 where they share their columns; row blocks of up to seven
     // 16-row vectors (24 accumulators in all with feature blocks), dividing the batch.
     let rb = block_rows(e, &wt.to_f64_vec(), nn, k, nn);
@@ -465,12 +451,5 @@ pub(super) fn sparse_gemm_rows(e: &mut Emitter, n: &N, a: &str, wt: &Tensor) -> 
         .find(|v| (m / KERNEL_LANES).is_multiple_of(*v))
         .expect("1 divides");
     let (v, ys) = direct_plane(e, n, &s, wt, (nv * KERNEL_LANES, rb), "sparse_rows");
-    // out^T [n, pp] -> out [m, n].
-    let ins = vec![op(
-        v,
-        dt,
-        &ys,
-        amap(2, &["0".into(), "0".into(), d(1), d(0)]),
-    )];
-    map_to(e, ins, dt, &[m, nn])
+    fc_out(e, &v, &ys, m)
 }

@@ -304,36 +304,11 @@ pub(super) fn int8_gemm_rows(e: &mut Emitter, n: &N, w: Int8Conv) -> String {
     let (m, k) = (n.in_ty(0).shape[0], n.in_ty(0).shape[1]);
     let nn = n.out_ty(0).shape[1];
     let a = n.input(e, 0);
-    let t = |sh: &[usize]| tty_of(DType::F32, sh);
-    let ins = vec![Operand {
-        ssa: a,
-        ty: t(&[m, k]),
-        map: amap(2, &[d(1), d(0)]),
-        elem: "f32",
-    }];
-    let at = super::kernels::map_to(e, ins, DType::F32, &[k, m]);
-    let xg = [1, 1, k, m];
-    let xg_s = e.reshape(&at, DType::F32, &[k, m], &xg);
+    let (xg_s, xg) = super::kernels::fc_plane(e, &a, m, k);
     let wshape = [1, nn, k];
-    let s = KernelConv {
-        xg: &xg,
-        xg_s: &xg_s,
-        w: "",
-        wshape: &wshape,
-        wp: m,
-        pixels: m,
-        dil: &[],
-        steps: None,
-    };
+    let s = KernelConv::fc(&xg, &xg_s, &wshape);
     let (v, ys) = vnni_plane(e, n, &s, w);
-    // out^T [n, m] -> out [m, n].
-    let ins = vec![Operand {
-        ssa: v,
-        ty: t(&ys),
-        map: amap(2, &["0".into(), "0".into(), d(1), d(0)]),
-        elem: "f32",
-    }];
-    super::kernels::map_to(e, ins, DType::F32, &[m, nn])
+    super::kernels::fc_out(e, &v, &ys, m)
 }
 
 /// The loops of `int8_conv_vnni`, up to the plane-form result `[N, G, Og, P']` and its shape.

@@ -59,7 +59,24 @@ pub(super) struct KernelConv<'a> {
     pub(super) steps: Option<&'a [usize]>,
 }
 
-impl KernelConv<'_> {
+impl<'a> KernelConv<'a> {
+    /// A batched FC `A W^T` (`W [n, k]`, `A [m, k]`) as a 1x1 convolution of its input's
+    /// transpose `xg_s` = `A^T` as `[1, 1, k, m]` (`fc_plane`): `k` channels of an `m`-pixel
+    /// plane, the form the direct and integer convolution loops take for batches. `wshape`
+    /// = `[1, n, k]`.
+    pub(super) fn fc(xg: &'a [usize; 4], xg_s: &'a str, wshape: &'a [usize; 3]) -> Self {
+        KernelConv {
+            xg,
+            xg_s,
+            w: "",
+            wshape,
+            wp: xg[3],
+            pixels: xg[3],
+            dil: &[],
+            steps: None,
+        }
+    }
+
     /// The reduction steps that run, and the weight as `[G, Og, steps]`.
     pub(super) fn steps_and_weight(&self, e: &mut Emitter, dt: DType) -> (Vec<usize>, String) {
         let (group, og, cg) = (self.xg[1], self.wshape[1], self.xg[2]);
@@ -663,4 +680,28 @@ pub(super) fn sparse_gemm_batched(
         dt,
         &[m, nn],
     )
+}
+
+/// An FC's input `a` `[m, k]` transposed into the plane `[1, 1, k, m]` of `KernelConv::fc`.
+pub(super) fn fc_plane(e: &mut Emitter, a: &str, m: usize, k: usize) -> (String, [usize; 4]) {
+    let dt = DType::F32;
+    let at = map_to(
+        e,
+        vec![op(a.to_string(), dt, &[m, k], amap(2, &[d(1), d(0)]))],
+        dt,
+        &[k, m],
+    );
+    let xg = [1, 1, k, m];
+    (e.reshape(&at, dt, &[k, m], &xg), xg)
+}
+
+/// The plane-form result `[1, 1, n, P']` of a batched FC (`KernelConv::fc`) as `[m, n]`.
+pub(super) fn fc_out(e: &mut Emitter, y: &str, ys: &[usize], m: usize) -> String {
+    let ins = vec![op(
+        y.to_string(),
+        DType::F32,
+        ys,
+        amap(2, &["0".into(), "0".into(), d(1), d(0)]),
+    )];
+    map_to(e, ins, DType::F32, &[m, ys[2]])
 }
