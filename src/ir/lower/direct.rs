@@ -167,18 +167,8 @@ fn phased_plane(
             pos.push(offs.len() as i32);
         }
     }
-    let nnz = offs.len().max(1);
-    if offs.is_empty() {
-        offs.push(0);
-        vals.push(0.0);
-    }
-    let pos_c = e.constant(
-        &Tensor::new(vec![pos.len()], Data::I32(pos.clone())),
-        Some("direct_pos"),
-    );
-    let off_c = e.constant(&Tensor::new(vec![nnz], Data::I32(offs)), Some("direct_off"));
-    let val_c = e.constant(&Tensor::f32(vec![nnz], vals), Some("direct_val"));
-    let np1 = pos.len();
+    let (nnz, np1) = (offs.len().max(1), pos.len());
+    let [pos_c, off_c, val_c] = list_constants(e, &pos, offs, vals, 1);
     let ys = [nb, group, og, pp];
     let init = e.empty(dt, &ys);
     let bias = layer_bias(e, n, dt, &[group * og]);
@@ -305,18 +295,8 @@ fn direct_plane(
         }
         pos.push(offs.len() as i32);
     }
-    let nnz = offs.len().max(1);
-    if offs.is_empty() {
-        offs.push(0);
-        vals.resize(rb, 0.0);
-    }
-    let pos_c = e.constant(
-        &Tensor::new(vec![pos.len()], Data::I32(pos.clone())),
-        Some("direct_pos"),
-    );
-    let off_c = e.constant(&Tensor::new(vec![nnz], Data::I32(offs)), Some("direct_off"));
-    let val_c = e.constant(&Tensor::f32(vec![nnz * rb], vals), Some("direct_val"));
-    let np1 = pos.len();
+    let (nnz, np1) = (offs.len().max(1), pos.len());
+    let [pos_c, off_c, val_c] = list_constants(e, &pos, offs, vals, rb);
     let ys = [nb, group, og, pp];
     // Every output element is written: y starts empty, the accumulators at the bias.
     let init = e.empty(dt, &ys);
@@ -398,6 +378,31 @@ fn direct_plane(
         e.line(l);
     }
     (v, ys)
+}
+
+/// The direct kernels' non-zero lists as constants: list starts `pos` (one past the last
+/// too), input offsets, and `per` values per offset (a block's channels). An empty weight
+/// gets one zero entry so that the constants are not empty.
+fn list_constants(
+    e: &mut Emitter,
+    pos: &[i32],
+    mut offs: Vec<i32>,
+    mut vals: Vec<f32>,
+    per: usize,
+) -> [String; 3] {
+    if offs.is_empty() {
+        offs.push(0);
+        vals.resize(per, 0.0);
+    }
+    let n = offs.len();
+    [
+        e.constant(
+            &Tensor::new(vec![pos.len()], Data::I32(pos.to_vec())),
+            Some("direct_pos"),
+        ),
+        e.constant(&Tensor::new(vec![n], Data::I32(offs)), Some("direct_off")),
+        e.constant(&Tensor::f32(vec![n * per], vals), Some("direct_val")),
+    ]
 }
 
 /// The constants and the four loops of the direct kernels: images, groups, pixel blocks of

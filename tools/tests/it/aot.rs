@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{bonsai_ok, bonsai_rt, python_ok, root, run_ok, s, tempdir};
+use super::{assert_close, bonsai_ok, bonsai_rt, python_ok, root, run_ok, s, tempdir};
 
 /// JIT (`bonsai run`) and library (`bonsai-rt`) outputs of `model` on `input`.
 fn jit_and_library(model: &Path, lib: &Path, input: &Path, d: &Path) -> (PathBuf, PathBuf) {
@@ -586,14 +586,7 @@ np.savez(sys.argv[2], x=x, y=o[0], mid=o[1], p1=o[2])
     let c = Compiled::with_options(g, &opts).expect("compile");
     let got = c.jit.run(&[&t["x"]]).expect("run");
     for (y, k) in got.iter().zip(["y", "mid", "p1"]) {
-        assert_eq!(y.shape, t[k].shape, "{k}");
-        let (a, b) = (y.to_f64_vec(), t[k].to_f64_vec());
-        for (i, (p, q)) in a.iter().zip(&b).enumerate() {
-            assert!(
-                (p - q).abs() <= 1e-4 * (1.0 + q.abs()),
-                "{k}[{i}]: {p}, onnxruntime {q}"
-            );
-        }
+        assert_close(y, &t[k], 1e-4, k);
     }
 }
 
@@ -647,15 +640,8 @@ np.savez(sys.argv[2], x=x, y=ort.InferenceSession(sys.argv[1]).run(None, {"x": x
         assert_eq!(count("sparse_direct"), direct, "{x86:?}");
         assert_eq!(count("sparse_rows"), 1, "{x86:?}");
         let c = Compiled::with_options(g, &opts).expect("compile");
-        let got = c.jit.run(&[&t["x"]]).expect("run")[0].to_f64_vec();
-        let want = t["y"].to_f64_vec();
-        assert_eq!(got.len(), want.len());
-        for (i, (p, q)) in got.iter().zip(&want).enumerate() {
-            assert!(
-                (p - q).abs() <= 1e-4 * (1.0 + q.abs()),
-                "{x86:?} y[{i}]: {p}, onnxruntime {q}"
-            );
-        }
+        let got = c.jit.run(&[&t["x"]]).expect("run");
+        assert_close(&got[0], &t["y"], 1e-4, &format!("{x86:?} y"));
     }
 }
 
@@ -788,13 +774,7 @@ np.savez(sys.argv[2], x=x, z=z, a=o[0], b=o[1], c=o[2])
         let c = Compiled::with_options(g, &opts).expect("compile");
         let got = c.jit.run(&[&t["x"], &t["z"]]).expect("run");
         for (y, k) in got.iter().zip(["a", "b", "c"]) {
-            assert_eq!(y.shape, t[k].shape, "{k}");
-            for (i, (p, q)) in y.to_f64_vec().iter().zip(&t[k].to_f64_vec()).enumerate() {
-                assert!(
-                    (p - q).abs() <= 1e-4 * (1.0 + q.abs()),
-                    "{x86:?} {k}[{i}]: {p}, onnxruntime {q}"
-                );
-            }
+            assert_close(y, &t[k], 1e-4, &format!("{x86:?} {k}"));
         }
     }
 }

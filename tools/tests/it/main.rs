@@ -69,6 +69,22 @@ pub fn bonsai_rt() -> PathBuf {
     p
 }
 
+/// `got` equals onnxruntime's `want` (same shape) within `rel` of `1 + |want|` everywhere.
+pub fn assert_close(
+    got: &bonsai::graph::Tensor,
+    want: &bonsai::graph::Tensor,
+    rel: f64,
+    what: &str,
+) {
+    assert_eq!(got.shape, want.shape, "{what}");
+    for (i, (p, q)) in got.to_f64_vec().iter().zip(&want.to_f64_vec()).enumerate() {
+        assert!(
+            (p - q).abs() <= rel * (1.0 + q.abs()),
+            "{what}[{i}]: {p}, onnxruntime {q}"
+        );
+    }
+}
+
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
