@@ -122,10 +122,17 @@ pub(super) fn batch_region(g: &Graph, order: &[NodeIndex]) -> Option<Split> {
                 data_first()
             }
             "Gemm" | "MatMul" => data_first() && small_fc(),
-            // Elementwise: other operands broadcast without the batch dimension.
-            _ => reads.iter().filter(|v| !inside.contains(v)).all(|&v| {
-                g.ty(v)
-                    .is_some_and(|t| Some(t.rank()) < out_rank || t.shape.first() == Some(&1))
+            // Elementwise: the region's operands have the output's rank (a lower-rank one
+            // would broadcast its batch dimension against another one); the others broadcast
+            // without the batch dimension.
+            _ => reads.iter().all(|&v| {
+                g.ty(v).is_some_and(|t| {
+                    if inside.contains(&v) {
+                        Some(t.rank()) == out_rank
+                    } else {
+                        Some(t.rank()) < out_rank || t.shape.first() == Some(&1)
+                    }
+                })
             }),
         };
         let outs_batched = node.outputs.iter().all(|&o| {

@@ -778,3 +778,43 @@ np.savez(sys.argv[2], x=x, z=z, a=o[0], b=o[1], c=o[2])
         }
     }
 }
+
+#[test]
+fn per_image_keeps_broadcasts_across_the_batch() {
+    // A batch of 3 whose reshaped conv output r [3, 4] is added to a [3, 2, 3, 4] map: ONNX
+    // broadcasting aligns r's batch dimension with the map's height (also 3), so the Add mixes
+    // images and must run after the per-image loop, on the whole batch.
+    use bonsai::ir::lower::{lower_with, Options};
+    use bonsai::session::{load_bound, Compiled};
+    let d = tempdir("per-image-bcast");
+    let make = r#"
+import sys, numpy as np, onnx, onnxruntime as ort
+from onnx import TensorProto as T, helper as h, numpy_helper as nh
+rng = np.random.default_rng(61)
+inits = [nh.from_array(rng.standard_normal((2, 2, 1, 1)).astype(np.float32), "wc"),
+         nh.from_array(rng.standard_normal((1, 2, 3, 1)).astype(np.float32), "wr"),
+         nh.from_array(np.array([3, 4], np.int64), "shape")]
+nodes = [h.make_node("Conv", ["x", "wc"], ["c"]),
+         h.make_node("Conv", ["x", "wr"], ["q"]),
+         h.make_node("Reshape", ["q", "shape"], ["r"]),
+         h.make_node("Add", ["c", "r"], ["y"])]
+g = h.make_graph(nodes, "bcast", [h.make_tensor_value_info("x", T.FLOAT, [3, 2, 3, 4])],
+                 [h.make_tensor_value_info("y", T.FLOAT, None)], inits)
+onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]), sys.argv[1])
+x = rng.standard_normal((3, 2, 3, 4)).astype(np.float32)
+np.savez(sys.argv[2], x=x, y=ort.InferenceSession(sys.argv[1]).run(None, {"x": x})[0])
+"#;
+    let (model, data) = (d.join("bcast.onnx"), d.join("bcast.npz"));
+    python_ok(make, &[&model, &data]);
+    let g = load_bound(&model, &Default::default()).expect("model");
+    let opts = Options::cpu(None);
+    let text = lower_with(&g, &opts).expect("lower");
+    assert_eq!(text.matches("bonsai.kernel = \"per_image\"").count(), 1);
+    let t = bonsai::npz::read(&data).expect("npz");
+    let got = Compiled::with_options(g, &opts)
+        .expect("compile")
+        .jit
+        .run(&[&t["x"]])
+        .expect("run");
+    assert_close(&got[0], &t["y"], 1e-5, "y");
+}
