@@ -4,6 +4,7 @@
 //! the real models, the ONNX conformance data for op semantics.
 
 mod aot;
+mod batched;
 mod cli;
 mod compress;
 mod conformance;
