@@ -8,6 +8,10 @@
 // RUN: not bonsai-opt %s --split-input-file --pass-pipeline='builtin.module(share-kmeans{assign=obs damp=0})' 2>&1 | FileCheck %s --check-prefix=DAMP0
 // RUN: not bonsai-opt %s --split-input-file --pass-pipeline='builtin.module(share-kmeans{granularity=sensitivity})' 2>&1 | FileCheck %s --check-prefix=CALIB
 // RUN: not bonsai-opt %s --split-input-file --pass-pipeline='builtin.module(share-kmeans{granularity=global})' 2>&1 | FileCheck %s --check-prefix=GRAN
+// RUN: bonsai-opt %s --split-input-file --pass-pipeline='builtin.module(share-kmeans{bits=1 only=fc})' | FileCheck %s
+// RUN: bonsai-opt %s --split-input-file --pass-pipeline='builtin.module(share-kmeans{bits=1 exclude=fc})' | FileCheck %s --check-prefix=NONE
+// RUN: not bonsai-opt %s --split-input-file --pass-pipeline='builtin.module(share-kmeans{only=fc2})' 2>&1 | FileCheck %s --check-prefix=ONLY
+// RUN: not bonsai-opt %s --split-input-file --pass-pipeline='builtin.module(share-kmeans{only=fc exclude=fc})' 2>&1 | FileCheck %s --check-prefix=BOTH
 
 // One 1-bit codebook for the layer: the non-zeros split into {-7} and the rest (mean 0.928);
 // the pruned zeros stay zeros and take no centroid.
@@ -23,6 +27,9 @@
 // ASSIGN: error: option share-kmeans{assign}: 'best' is not nearest or obs
 // DAMP: error: option share-kmeans{damp}: only applies with assign=obs
 // DAMP0: error: option share-kmeans{damp}: must be > 0, got 0
+// NONE-NOT: bonsai.encoding
+// ONLY: error: option share-kmeans{only}: no layer or weight named 'fc2' (layers: fc)
+// BOTH: error: option share-kmeans{only}: give `only` or `exclude`, not both
 // GRAN: error: option share-kmeans{granularity}: 'global' is not layer or sensitivity
 func.func @rows() -> tensor<2x4xf32> {
   %a = arith.constant {bonsai.weight = "w", bonsai.layer = "fc", bonsai.kind = "gemm", bonsai.out_dim = 0 : i64, bonsai.transposed = false} dense<[[1.2, -7.0, 0.0, 2.4], [0.19, 1.4, 0.0, -0.55]]> : tensor<2x4xf32>

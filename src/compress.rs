@@ -172,6 +172,60 @@ pub fn gradual_prefix(
     Ok(cur)
 }
 
+/// Check that `model` has `reference`'s structure: the same inputs, outputs, ops and weight
+/// names and shapes, so that reconstruction towards the reference and verification against it
+/// compare like with like (`--reference`: a checkpoint compressed further against the model
+/// it came from).
+pub fn check_same_structure(model: &Graph, reference: &Graph) -> Result<()> {
+    let bad = |what: String| {
+        Error::option(
+            "--reference",
+            format!(
+                "{} is not {}'s model: {what}",
+                reference.source, model.source
+            ),
+        )
+    };
+    if model.input_names() != reference.input_names() {
+        return Err(bad(format!(
+            "inputs {} against {}",
+            model.input_names().join(", "),
+            reference.input_names().join(", ")
+        )));
+    }
+    if model.output_names() != reference.output_names() {
+        return Err(bad(format!(
+            "outputs {} against {}",
+            model.output_names().join(", "),
+            reference.output_names().join(", ")
+        )));
+    }
+    if model.op_histogram() != reference.op_histogram() {
+        return Err(bad("the ops differ".into()));
+    }
+    let consts = |g: &Graph| -> BTreeMap<String, Vec<usize>> {
+        g.values
+            .iter()
+            .filter_map(|v| Some((v.name.clone(), v.konst.as_ref()?.shape.clone())))
+            .collect()
+    };
+    let (a, b) = (consts(model), consts(reference));
+    if let Some((name, shape)) = a.iter().find(|(n, s)| b.get(*n) != Some(s)) {
+        return Err(bad(match b.get(name) {
+            Some(r) => format!(
+                "weight '{name}' is {} here and {} there",
+                crate::graph::fmt_shape(shape),
+                crate::graph::fmt_shape(r)
+            ),
+            None => format!("it has no weight '{name}'"),
+        }));
+    }
+    if let Some(name) = b.keys().find(|n| !a.contains_key(*n)) {
+        return Err(bad(format!("weight '{name}' is missing from the model")));
+    }
+    Ok(())
+}
+
 /// Held-out evaluation data: arrays keyed by graph input name, plus optional `labels`.
 pub struct EvalData {
     pub inputs: BTreeMap<String, Tensor>,

@@ -262,6 +262,63 @@ pub fn selected_views(
     Ok((ws, views))
 }
 
+/// Which layers a pass touches: all but `exclude=a,b`, or `only=a,b` (layer or weight names,
+/// each of which must exist; not both).
+#[derive(Clone, Debug, Default)]
+pub struct Sel {
+    pub exclude: Vec<String>,
+    pub only: Vec<String>,
+}
+
+impl Sel {
+    pub fn parse(opts: &Options) -> Result<Sel> {
+        let sel = Sel {
+            exclude: list(opts, "exclude"),
+            only: list(opts, "only"),
+        };
+        if !sel.exclude.is_empty() && !sel.only.is_empty() {
+            return Err(Error::option(
+                "only",
+                "give `only` or `exclude`, not both".to_string(),
+            ));
+        }
+        Ok(sel)
+    }
+
+    /// The selected weights, in module order.
+    pub fn weights(&self, module: &melior::ir::Module) -> Result<Vec<Weight>> {
+        if self.only.is_empty() {
+            return select(module, &self.exclude);
+        }
+        let all = select(module, &[])?;
+        let keep: Vec<String> = all
+            .iter()
+            .filter(|w| !self.only.iter().any(|x| x == &w.layer || x == &w.name))
+            .map(|w| w.name.clone())
+            .collect();
+        for x in &self.only {
+            if !all.iter().any(|w| &w.layer == x || &w.name == x) {
+                let names: Vec<&str> = all.iter().map(|w| w.layer.as_str()).collect();
+                return Err(Error::option(
+                    "only",
+                    format!(
+                        "no layer or weight named '{x}' (layers: {})",
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+        select(module, &keep)
+    }
+
+    /// The selected weights and their row views.
+    pub fn views(&self, module: &melior::ir::Module) -> Result<(Vec<Weight>, Vec<RowView>)> {
+        let ws = self.weights(module)?;
+        let views = ws.iter().map(row_view).collect::<Result<Vec<_>>>()?;
+        Ok((ws, views))
+    }
+}
+
 /// The module's weights minus `exclude` (layer or weight names, each of which must exist).
 pub fn select(module: &melior::ir::Module, exclude: &[String]) -> Result<Vec<Weight>> {
     let all = bonsai::ir::weights::weights(module);

@@ -13,7 +13,7 @@
 //! `bias=true` (refit constant biases too), `reassign=false` (after `share-kmeans`: first
 //! re-assign each weight's centroid, by refitting its row and rounding it back onto the
 //! codebook with OBS error feedback on the layer's current inputs; then refit the centroids),
-//! `exclude=a,b`.
+//! `exclude=a,b` or `only=a,b`.
 
 use std::collections::BTreeMap;
 
@@ -26,7 +26,7 @@ use faer::linalg::solvers::Solve;
 use faer::{Mat, Side};
 use melior::ir::Module;
 
-use crate::common::{flag, list, row_view, select, write_rows};
+use crate::common::{flag, row_view, write_rows};
 
 pub struct Refit {
     damp: f64,
@@ -34,7 +34,7 @@ pub struct Refit {
     /// Shared weights: re-assign each weight's centroid (OBS rounding of the refitted row
     /// onto the codebook, on the layer's current inputs) before refitting the centroids.
     reassign: bool,
-    exclude: Vec<String>,
+    sel: crate::common::Sel,
 }
 
 /// Kept entries per row above which the solve is iterative (conjugate gradients) instead of
@@ -47,7 +47,7 @@ impl Refit {
     pub const GRID: &'static [&'static str] = &[];
 
     pub fn create(opts: &Options) -> Result<Box<dyn Pass>> {
-        opts.expect_keys(&["damp", "bias", "reassign", "exclude"])?;
+        opts.expect_keys(&["damp", "bias", "reassign", "exclude", "only"])?;
         let damp = opts.f64_or("damp", 0.001)?;
         if !(damp > 0.0 && damp <= 1.0) {
             return Err(Error::option("damp", format!("must be in (0, 1], got {damp}")));
@@ -56,7 +56,7 @@ impl Refit {
             damp,
             bias: flag(opts, "bias", true)?,
             reassign: flag(opts, "reassign", false)?,
-            exclude: list(opts, "exclude"),
+            sel: crate::common::Sel::parse(opts)?,
         }))
     }
 }
@@ -76,7 +76,7 @@ impl Pass for Refit {
 
     fn run(&self, cx: &PassContext, module: &mut Module) -> Result<()> {
         let fail = |msg: String| Error::Pass { pass: "refit".into(), msg };
-        let chosen = select(module, &self.exclude)?;
+        let chosen = self.sel.weights(module)?;
         let r = cx.reference.ok_or_else(|| {
             fail("needs the original model and calibration data: run it from `bonsai compress MODEL --calib DATA.npz`".into())
         })?;
@@ -84,14 +84,6 @@ impl Pass for Refit {
         // What the model currently runs, in ONNX layout, weights and biases by name.
         let mut current: BTreeMap<String, Tensor> = BTreeMap::new();
         for w in &all {
-            let enc = w.encoding()?;
-            if matches!(enc, Encoding::Quant(_)) && chosen.iter().any(|c| c.name == w.name) {
-                return Err(fail(format!(
-                    "weight '{}' is already {}: refit runs before quantize-weights",
-                    w.name,
-                    enc.describe()
-                )));
-            }
             current.insert(w.name.clone(), w.read_onnx_layout()?);
             if let Some(b) = bias_of(module, &w.name) {
                 current.insert(b.name.clone(), b.read()?);
@@ -130,6 +122,16 @@ impl Pass for Refit {
                 let cb = refit_codebook(&p, &mut view, &w0f, &cb, bias.as_ref().map(|(_, b0)| b0.as_slice()), bv.as_mut(), damp);
                 write_rows(w, &view)?;
                 w.set_encoding(&Encoding::Codebook(cb))?;
+            } else if let Encoding::Quant(q) = w.encoding()? {
+                // Quantised weights stay on their grid: each row refitted, then rounded back
+                // with OBS error feedback on the layer's current inputs; the bias then matches
+                // the original output's mean.
+                reassign_quant(&p, &mut view, &w0, &q, damp).map_err(|e| fail(format!("weight '{}': {e}", w.name)))?;
+                if let (Some((_, b0)), Some(b)) = (&bias, bv.as_mut()) {
+                    match_mean(&p, &view, &w0, b0, b);
+                }
+                write_rows(w, &view)?;
+                w.set_encoding(&Encoding::Quant(q))?;
             } else {
             for g in 0..p.groups {
                 for o in g * rpg..(g + 1) * rpg {
@@ -253,6 +255,35 @@ fn reassign_rows(p: &bonsai::calib::Paired, view: &mut crate::common::RowView, w
         .map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// Re-round a quantised weight: each row refitted by least squares over its non-zeros (no
+/// bias), then rounded onto `q`'s grid column by column with OBS error feedback through the
+/// layer's current Gram matrix. Zeros stay zeros.
+fn reassign_quant(p: &bonsai::calib::Paired, view: &mut crate::common::RowView, w0: &[f32], q: &bonsai::encoding::Quant, damp: f64) -> std::result::Result<(), String> {
+    let (rows, k) = (view.rows, view.cols);
+    let rpg = rows / p.groups;
+    for g in 0..p.groups {
+        for o in g * rpg..(g + 1) * rpg {
+            let row = &mut view.v[o * k..(o + 1) * k];
+            let w0r: Vec<f64> = w0[o * k..(o + 1) * k].iter().map(|&x| x as f64).collect();
+            refit_row(p, g, row, &w0r, None, damp)?;
+        }
+    }
+    crate::quantize_weights::round_grouped(view, q, p.k, p.groups, &p.gram, 0.01, "refit").map_err(|e| e.to_string())
+}
+
+/// Set each output's bias so that its mean on the calibration inputs matches the original's.
+fn match_mean(p: &bonsai::calib::Paired, view: &crate::common::RowView, w0: &[f32], b0: &[f64], b: &mut [f64]) {
+    let (rows, k) = (view.rows, view.cols);
+    let rpg = rows / p.groups;
+    let n = p.rows.max(1) as f64;
+    for o in 0..rows {
+        let g = o / rpg;
+        let want: f64 = (0..k).map(|j| p.sum_ref[g][j] * w0[o * k + j] as f64).sum();
+        let got: f64 = (0..k).map(|j| p.sum[g][j] * view.v[o * k + j]).sum();
+        b[o] = b0[o] + (want - got) / n;
+    }
 }
 
 /// Jacobi-preconditioned conjugate gradients for the symmetric positive definite system

@@ -25,7 +25,7 @@ use bonsai::pass::{Options, Pass, PassContext};
 use bonsai::{Error, Result};
 use melior::ir::Module;
 
-use crate::common::{flag, list, selected_views, write_rows, RowView};
+use crate::common::{flag, write_rows, RowView};
 
 pub struct ShareKmeans {
     bits: u32,
@@ -38,7 +38,7 @@ pub struct ShareKmeans {
     obs: Option<f64>,
     /// Per-layer bit widths by estimated output error, `bits` on average (in bytes).
     sensitivity: bool,
-    exclude: Vec<String>,
+    sel: crate::common::Sel,
 }
 
 impl ShareKmeans {
@@ -58,6 +58,7 @@ impl ShareKmeans {
             "damp",
             "granularity",
             "exclude",
+            "only",
         ])?;
         let bits = opts.u64_or("bits", 4)?;
         if !(1..=8).contains(&bits) {
@@ -107,7 +108,7 @@ impl ShareKmeans {
                 None => None,
                 Some(_) => Some(flag(opts, "refine", true)?),
             },
-            exclude: list(opts, "exclude"),
+            sel: crate::common::Sel::parse(opts)?,
         }))
     }
 }
@@ -122,7 +123,7 @@ impl Pass for ShareKmeans {
     }
 
     fn run(&self, cx: &PassContext, module: &mut Module) -> Result<()> {
-        let (ws, views) = selected_views(module, &self.exclude)?;
+        let (ws, views) = self.sel.views(module)?;
         let refine = self.refine.unwrap_or(cx.calib.is_some());
         let bits = if self.sensitivity {
             let calibs = ws
@@ -559,7 +560,7 @@ mod tests {
             refine: Some(false),
             obs: None,
             sensitivity: true,
-            exclude: Vec::new(),
+            sel: Default::default(),
         };
         let bits = pass.allocate_bits(&[spread, flat], &[&calib, &calib]).unwrap();
         assert_eq!(bits[1], 1, "{bits:?}");

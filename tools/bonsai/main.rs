@@ -146,6 +146,12 @@ Passes and their options: bonsai-opt --list-passes."
         /// position gaps + ScatterElements); `dense-onnx` writes plain f32 initializers.
         #[arg(long, default_value = "onnx", value_parser = ["onnx", "dense-onnx"])]
         emit: String,
+        /// The original model MODEL was derived from (say, a pruned checkpoint's source):
+        /// `refit` reconstructs towards it and the output is verified against it, so sharing
+        /// or quantising a checkpoint reports fidelity to the real original. Its inputs,
+        /// outputs, ops and weight names and shapes must match MODEL's. Default: MODEL.
+        #[arg(long, value_name = "ORIGINAL")]
+        reference: Option<PathBuf>,
         #[command(flatten)]
         shapes: ShapeArgs,
     },
@@ -367,6 +373,7 @@ fn real_main(cli: Cli) -> Result<()> {
             gradual,
             report,
             emit,
+            reference: original,
             shapes,
         } => {
             let (passes, calib, eval, gradual) = match &recipe {
@@ -388,9 +395,10 @@ fn real_main(cli: Cli) -> Result<()> {
                 None => (passes, calib, eval, gradual),
             };
             let gradual = gradual.unwrap_or(1);
-            guard_output(&output, &[&model])?;
+            let original = original.unwrap_or_else(|| model.clone());
+            guard_output(&output, &[&model, &original])?;
             if let Some(r) = &report {
-                guard_output(r, &[&model])?;
+                guard_output(r, &[&model, &original])?;
             }
             if batch == 0 {
                 bail!("option --batch: must be at least 1");
@@ -404,6 +412,10 @@ fn real_main(cli: Cli) -> Result<()> {
             let mut bind = bonsai::session::sample_shapes(&files)?;
             bind.extend(parse_shapes(&shapes.shapes)?);
             let g = bonsai::session::load_default_bound(&model, &bind)?;
+            if original != model {
+                let r = bonsai::session::load_default_bound(&original, &bind)?;
+                bonsai::compress::check_same_structure(&g, &r)?;
+            }
             let registry = bonsai_passes::registry();
             let mut pm = bonsai::pass::PassManager::parse(&registry, &passes)?;
             if let (Some(c), Some(e)) = (&calib, &eval) {
@@ -424,7 +436,7 @@ fn real_main(cli: Cli) -> Result<()> {
                 Some(c) if pm.needs_reference() => {
                     let data = bonsai::compress::EvalData::from_npz(c, &g)?;
                     Some(std::rc::Rc::new(bonsai::calib::Reference::new(
-                        &model,
+                        &original,
                         &data.inputs,
                         batch,
                     )?))
@@ -482,7 +494,7 @@ fn real_main(cli: Cli) -> Result<()> {
                 g
             };
             let r = bonsai::compress::compress(
-                &start, &model, &g, &pm, &passes, &output, &data, batch, emit,
+                &start, &original, &g, &pm, &passes, &output, &data, batch, emit,
             );
             if gradual > 1 {
                 let _ = std::fs::remove_dir_all(&work);

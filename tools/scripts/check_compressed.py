@@ -7,7 +7,8 @@
 * Every layer weight is decoded *by onnxruntime* (the weight's tensor is made a graph output),
   and its sparsity matches the report.
 * Expectations: `max_centroids=16` (distinct non-zero values per layer), `int_grid=8` (each
-  row, or each `group=G` weights of a row, lies on a uniform grid of at most 2^8 steps), `min_file_ratio=8`, `min_agreement=0.95`,
+  row, or each `group=G` weights of a row, or with `grid=tensor` the whole tensor, lies on a
+  uniform grid of at most 2^8 steps), `min_file_ratio=8`, `min_agreement=0.95`,
   `op=DequantizeLinear` (the file uses that op), `max_accuracy_drop=0.005` (labels needed),
   `min_entropy_ratio=40` (dense f32 bytes over this script's own Huffman sizes, tables
   included; needs `max_centroids`).
@@ -127,6 +128,8 @@ def main():
         if "int_grid" in expect:
             # Per output channel, the values are integer multiples of one step.
             rows = a.reshape(a.shape[0], -1) if a.ndim != 2 or l["kind"] != "matmul" else a.T
+            if expect.get("grid") == "tensor":  # one scale for the whole tensor
+                rows = a.reshape(1, -1)
             if "group" in expect:  # one scale per `group` consecutive weights of a row
                 gs = int(expect["group"])
                 rows = rows.reshape(-1, gs)
