@@ -43,7 +43,7 @@ impl QuantizeWeights {
     pub const SUMMARY: &'static str =
         "uniform b-bit weights (sym|asym, per tensor|channel|group:G) with clipping search";
     /// Settings `bonsai propose` tries.
-    pub const GRID: &'static [&'static str] = &["bits=8", "bits=6", "bits=4", "bits=3", "bits=2"];
+    pub const GRID: &'static [&'static str] = &["bits=8", "bits=6", "bits=4", "bits=3", "bits=2", "bits=6 granularity=tensor search=false", "bits=5 granularity=tensor search=false"];
 
     pub fn create(opts: &Options) -> Result<Box<dyn Pass>> {
         opts.expect_keys(&["bits", "scheme", "granularity", "search", "exclude", "only", "correct_bias", "assign", "damp"])?;
