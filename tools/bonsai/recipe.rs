@@ -125,3 +125,26 @@ pub fn shorthand(
     }
     Ok(steps.join(","))
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every shipped recipe names real passes with options they accept (each pass is built
+    /// from its options here, as `compress` does before touching the model).
+    #[test]
+    fn shipped_recipes_are_valid_pipelines() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes");
+        let registry = bonsai_passes::registry();
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().and_then(|x| x.to_str()) != Some("toml") {
+                continue;
+            }
+            let r = super::load(&p).unwrap();
+            bonsai::pass::PassManager::parse(&registry, &r.pipeline)
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            n += 1;
+        }
+        assert!(n >= 5, "{n} recipes in {}", dir.display());
+    }
+}
