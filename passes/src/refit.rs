@@ -111,7 +111,6 @@ impl Pass for Refit {
             };
             let mut bv = bias.as_ref().map(|(b, _)| b.read().map(|t| t.to_f64_vec())).transpose()?;
             let damp = self.damp.max(p.k as f64 / p.rows.max(1) as f64 - 1.0).min(100.0);
-            let rpg = view.rows / p.groups;
             if let Encoding::Codebook(cb) = w.encoding()? {
                 // Shared weights stay shared: refit the centroids, assignments fixed (after
                 // re-assigning them with `reassign`).
@@ -133,20 +132,9 @@ impl Pass for Refit {
                 write_rows(w, &view)?;
                 w.set_encoding(&Encoding::Quant(q))?;
             } else {
-            for g in 0..p.groups {
-                for o in g * rpg..(g + 1) * rpg {
-                    let b0 = bias.as_ref().map(|(_, b0)| b0[o]);
-                    let cur_b = bv.as_ref().map(|v| v[o]);
-                    let row = &mut view.v[o * p.k..(o + 1) * p.k];
-                    let w0r: Vec<f64> = w0[o * p.k..(o + 1) * p.k].iter().map(|&x| x as f64).collect();
-                    let nb = refit_row(&p, g, row, &w0r, b0.zip(cur_b), damp)
-                        .map_err(|e| fail(format!("weight '{}': {e}", w.name)))?;
-                    if let (Some(v), Some(nb)) = (bv.as_mut(), nb) {
-                        v[o] = nb;
-                    }
-                }
-            }
-            write_rows(w, &view)?;
+                let b0 = bias.as_ref().map(|(_, b0)| b0.as_slice());
+                refit_rows(&p, &mut view, &w0, b0, bv.as_mut(), damp).map_err(|e| fail(format!("weight '{}': {e}", w.name)))?;
+                write_rows(w, &view)?;
             }
             current.insert(name.clone(), w.read_onnx_layout()?);
             if let (Some((b, _)), Some(v)) = (&bias, &bv) {
@@ -253,6 +241,24 @@ fn reassign_rows(p: &bonsai::calib::Paired, view: &mut crate::common::RowView, w
             b[near]
         })
         .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Refit every row of a plain weight over its non-zeros (and its bias, current values in `bv`,
+/// original `b0`).
+fn refit_rows(p: &bonsai::calib::Paired, view: &mut crate::common::RowView, w0: &[f32], b0: Option<&[f64]>, mut bv: Option<&mut Vec<f64>>, damp: f64) -> std::result::Result<(), String> {
+    let k = p.k;
+    let rpg = view.rows / p.groups;
+    for g in 0..p.groups {
+        for o in g * rpg..(g + 1) * rpg {
+            let bias = b0.map(|b| b[o]).zip(bv.as_ref().map(|v| v[o]));
+            let w0r: Vec<f64> = w0[o * k..(o + 1) * k].iter().map(|&x| x as f64).collect();
+            let nb = refit_row(p, g, &mut view.v[o * k..(o + 1) * k], &w0r, bias, damp)?;
+            if let (Some(v), Some(nb)) = (bv.as_mut(), nb) {
+                v[o] = nb;
+            }
+        }
     }
     Ok(())
 }
