@@ -227,6 +227,30 @@ pub fn views_for(
     Ok((ws, views))
 }
 
+/// Parse `assign=nearest|obs` and `damp` (OBS only, default 0.01): the damping when rounding
+/// by OBS, None for nearest rounding.
+pub fn assign(opts: &Options) -> Result<Option<f64>> {
+    let obs = match opts.get("assign").unwrap_or("nearest") {
+        "nearest" => None,
+        "obs" => Some(opts.f64_or("damp", 0.01)?),
+        s => {
+            return Err(Error::option(
+                "assign",
+                format!("'{s}' is not nearest or obs"),
+            ))
+        }
+    };
+    if obs.is_none() && opts.get("damp").is_some() {
+        return Err(Error::option("damp", "only applies with assign=obs"));
+    }
+    if let Some(d) = obs {
+        if !(d > 0.0 && d.is_finite()) {
+            return Err(Error::option("damp", format!("must be > 0, got {d}")));
+        }
+    }
+    Ok(obs)
+}
+
 /// Parse `pattern=unstructured|N:M`.
 pub fn pattern(opts: &Options) -> Result<Option<(usize, usize)>> {
     match opts.get("pattern").unwrap_or("unstructured") {

@@ -47,19 +47,7 @@ impl QuantizeWeights {
 
     pub fn create(opts: &Options) -> Result<Box<dyn Pass>> {
         opts.expect_keys(&["bits", "scheme", "granularity", "search", "exclude", "only", "correct_bias", "assign", "damp"])?;
-        let obs = match opts.get("assign").unwrap_or("nearest") {
-            "nearest" => None,
-            "obs" => Some(opts.f64_or("damp", 0.01)?),
-            s => return Err(Error::option("assign", format!("'{s}' is not nearest or obs"))),
-        };
-        if obs.is_none() && opts.get("damp").is_some() {
-            return Err(Error::option("damp", "only applies with assign=obs"));
-        }
-        if let Some(d) = obs {
-            if !(d > 0.0 && d.is_finite()) {
-                return Err(Error::option("damp", format!("must be > 0, got {d}")));
-            }
-        }
+        let obs = crate::common::assign(opts)?;
         let bits = opts.u64_or("bits", 8)?;
         if !(2..=8).contains(&bits) {
             return Err(Error::option("bits", format!("must be 2..=8, got {bits}")));

@@ -74,19 +74,7 @@ impl ShareKmeans {
             "linear" => true,
             s => return Err(Error::option("init", format!("'{s}' is not kmeans++ or linear"))),
         };
-        let obs = match opts.get("assign").unwrap_or("nearest") {
-            "nearest" => None,
-            "obs" => Some(opts.f64_or("damp", 0.01)?),
-            s => return Err(Error::option("assign", format!("'{s}' is not nearest or obs"))),
-        };
-        if obs.is_none() && opts.get("damp").is_some() {
-            return Err(Error::option("damp", "only applies with assign=obs"));
-        }
-        if let Some(d) = obs {
-            if !(d > 0.0 && d.is_finite()) {
-                return Err(Error::option("damp", format!("must be > 0, got {d}")));
-            }
-        }
+        let obs = crate::common::assign(opts)?;
         let sensitivity = match opts.get("granularity").unwrap_or("layer") {
             "layer" => false,
             "sensitivity" => true,
