@@ -314,25 +314,9 @@ impl Sel {
         if self.only.is_empty() {
             return select(module, &self.exclude);
         }
-        let all = select(module, &[])?;
-        let keep: Vec<String> = all
-            .iter()
-            .filter(|w| !self.only.iter().any(|x| x == &w.layer || x == &w.name))
-            .map(|w| w.name.clone())
-            .collect();
-        for x in &self.only {
-            if !all.iter().any(|w| &w.layer == x || &w.name == x) {
-                let names: Vec<&str> = all.iter().map(|w| w.layer.as_str()).collect();
-                return Err(Error::option(
-                    "only",
-                    format!(
-                        "no layer or weight named '{x}' (layers: {})",
-                        names.join(", ")
-                    ),
-                ));
-            }
-        }
-        select(module, &keep)
+        let all = bonsai::ir::weights::weights(module);
+        check_names(&all, &self.only, "only")?;
+        Ok(all.into_iter().filter(|w| named(w, &self.only)).collect())
     }
 
     /// The selected weights and their row views.
@@ -343,25 +327,36 @@ impl Sel {
     }
 }
 
+/// Whether `w` is one of `names` (layer or weight names).
+fn named(w: &Weight, names: &[String]) -> bool {
+    names.iter().any(|x| x == &w.layer || x == &w.name)
+}
+
+/// Every name of option `option` must be a layer or weight of `all`.
+fn check_names(all: &[Weight], names: &[String], option: &str) -> Result<()> {
+    match names
+        .iter()
+        .find(|x| !all.iter().any(|w| named(w, std::slice::from_ref(x))))
+    {
+        None => Ok(()),
+        Some(x) => {
+            let layers: Vec<&str> = all.iter().map(|w| w.layer.as_str()).collect();
+            Err(Error::option(
+                option,
+                format!(
+                    "no layer or weight named '{x}' (layers: {})",
+                    layers.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
 /// The module's weights minus `exclude` (layer or weight names, each of which must exist).
 pub fn select(module: &melior::ir::Module, exclude: &[String]) -> Result<Vec<Weight>> {
     let all = bonsai::ir::weights::weights(module);
-    for x in exclude {
-        if !all.iter().any(|w| &w.layer == x || &w.name == x) {
-            let names: Vec<&str> = all.iter().map(|w| w.layer.as_str()).collect();
-            return Err(Error::option(
-                "exclude",
-                format!(
-                    "no layer or weight named '{x}' (layers: {})",
-                    names.join(", ")
-                ),
-            ));
-        }
-    }
-    Ok(all
-        .into_iter()
-        .filter(|w| !exclude.iter().any(|x| x == &w.layer || x == &w.name))
-        .collect())
+    check_names(&all, exclude, "exclude")?;
+    Ok(all.into_iter().filter(|w| !named(w, exclude)).collect())
 }
 
 /// Bias correction: keep each output's mean on the calibration inputs where it was, by adding
